@@ -1,0 +1,1 @@
+"""Where registry credentials come from: docker config Secrets, service accounts, clouds."""

@@ -1,0 +1,1 @@
+"""Cloud registry login plugins (AWS ECR, Azure ACR, Google GCR/Artifact Registry)."""

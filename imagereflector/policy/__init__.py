@@ -1,0 +1,1 @@
+"""ImagePolicy selection: semver ranges, alphabetical and numerical order, tag filters."""

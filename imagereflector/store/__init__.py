@@ -1,0 +1,1 @@
+"""The tag store: scanned tags kept per ImageRepository, behind the ``TagStore`` protocol."""
