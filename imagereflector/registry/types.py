@@ -1,0 +1,85 @@
+"""Value types shared by the registry client and everything that feeds it.
+
+``Credentials``, ``TLSConfig`` and ``ProxyConfig`` carry secrets. Their ``repr`` never
+shows secret material, so an accidental log line or exception text cannot leak it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Registry credentials from a docker config, a cloud provider or the command line.
+
+    At most one flavour is used: ``registry_token`` is sent as a Bearer token as is;
+    ``identity_token`` is an OAuth2 refresh token exchanged at the token realm;
+    otherwise ``username``/``password`` go to the Basic challenge or the token realm.
+    """
+
+    username: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+    identity_token: str = field(default="", repr=False)
+    registry_token: str = field(default="", repr=False)
+
+    @property
+    def anonymous(self) -> bool:
+        """True when there is nothing to authenticate with."""
+        return not (self.username or self.password or self.identity_token or self.registry_token)
+
+    def fingerprint(self) -> str:
+        """A stable, non-reversible identity for cache keys (never the secret itself)."""
+        digest = hashlib.sha256()
+        for part in (self.username, self.password, self.identity_token, self.registry_token):
+            digest.update(part.encode())
+            digest.update(b"\0")
+        return digest.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return "Credentials(anonymous)" if self.anonymous else "Credentials(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """PEM material for one registry transport: extra CA certificates, client cert and key.
+
+    The CA certificates are added to the system trust store, never replace it.
+    """
+
+    ca_pem: bytes | None = field(default=None, repr=False)
+    cert_pem: bytes | None = field(default=None, repr=False)
+    key_pem: bytes | None = field(default=None, repr=False)
+
+    def fingerprint(self) -> str:
+        """A stable identity for caching the SSL context built from this material."""
+        digest = hashlib.sha256()
+        for part in (self.ca_pem, self.cert_pem, self.key_pem):
+            digest.update(part or b"")
+            digest.update(b"\0")
+        return digest.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        parts = [n for n, v in (("ca", self.ca_pem), ("cert", self.cert_pem)) if v]
+        return f"TLSConfig({'+'.join(parts) or 'system'})"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """An HTTP(S) proxy for one object's registry traffic (``spec.proxySecretRef``).
+
+    ``address`` never carries userinfo: the credentials live in their own fields.
+    """
+
+    address: str
+    username: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+
+    def fingerprint(self) -> str:
+        """A stable identity for caching the session that uses this proxy."""
+        digest = hashlib.sha256(f"{self.address}\0{self.username}\0{self.password}".encode())
+        return digest.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"ProxyConfig({self.address!r})"
