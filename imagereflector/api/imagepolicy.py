@@ -1,0 +1,73 @@
+"""The ImagePolicy ``v1beta2`` model (contract §1.4).
+
+The policy union is kept as Flux has it (first non-nil of semver, alphabetical,
+numerical wins); translating it into a selection is the policy package's job.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from imagereflector.api.common import ApiModel
+from imagereflector.api.meta import Condition, NamespacedObjectReference
+
+Order = Literal["asc", "desc"]
+
+
+class SemVerPolicy(ApiModel):
+    """Select the highest version within a Masterminds semver range."""
+
+    range: str
+
+
+class AlphabeticalPolicy(ApiModel):
+    """Select the last (``asc``) or first (``desc``) tag in byte-wise order."""
+
+    order: Order = "asc"
+
+
+class NumericalPolicy(ApiModel):
+    """Select the largest (``asc``) or smallest (``desc``) numeric tag."""
+
+    order: Order = "asc"
+
+
+class ImagePolicyChoice(ApiModel):
+    """The policy union; at most one member is expected to be set."""
+
+    semver: SemVerPolicy | None = None
+    alphabetical: AlphabeticalPolicy | None = None
+    numerical: NumericalPolicy | None = None
+
+
+class TagFilter(ApiModel):
+    """Keep tags matching ``pattern`` and compare ``extract`` (a regex template) instead."""
+
+    pattern: str = ""
+    extract: str = ""
+
+
+class ImagePolicySpec(ApiModel):
+    """``spec`` of an ImagePolicy."""
+
+    image_repository_ref: NamespacedObjectReference = Field(alias="imageRepositoryRef")
+    policy: ImagePolicyChoice
+    filter_tags: TagFilter | None = Field(default=None, alias="filterTags")
+
+
+class ImagePolicyStatus(ApiModel):
+    """``status`` of an ImagePolicy."""
+
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int = Field(default=-1, alias="observedGeneration")
+    latest_image: str | None = Field(default=None, alias="latestImage")
+    observed_previous_image: str | None = Field(default=None, alias="observedPreviousImage")
+
+
+class ImagePolicy(ApiModel):
+    """An ImagePolicy: the spec and status parts; metadata stays a raw dict."""
+
+    spec: ImagePolicySpec
+    status: ImagePolicyStatus = Field(default_factory=ImagePolicyStatus)

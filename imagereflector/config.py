@@ -1,0 +1,95 @@
+"""Settings: one frozen object holding every flag of the controller and its default.
+
+Flag names and defaults are Flux's (contract §4.1) so a Flux Deployment's ``args`` work
+unchanged; the flags this project adds (``--registry-qps`` and friends) are named in the
+same style. Parsing command lines lives in ``cli``; this module only holds the values and
+the small parsers for Go-style flag values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Final
+
+from imagereflector.api.duration import SECOND, parse_duration
+
+KNOWN_FEATURE_GATES: Final = {"CacheSecretsAndConfigMaps": False}
+LEADER_ELECTION_ID: Final = "image-reflector-controller-leader-election"
+
+
+def parse_bool(text: str) -> bool:
+    """Parse a boolean flag value the way Go's ``strconv.ParseBool`` does."""
+    lowered = text.strip()
+    if lowered in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if lowered in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise ValueError(f"invalid boolean value {text!r}")
+
+
+def parse_feature_gates(text: str) -> dict[str, bool]:
+    """Parse ``--feature-gates=Key=true,Other=false``; unknown gates are an error."""
+    gates = dict(KNOWN_FEATURE_GATES)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"missing bool value for feature gate {key!r}")
+        if key not in KNOWN_FEATURE_GATES:
+            raise ValueError(f"unrecognized feature gate: {key}")
+        gates[key] = parse_bool(value)
+    return gates
+
+
+def duration_seconds(text: str) -> float:
+    """Parse a Go duration flag value (``750ms``, ``15m``) into seconds."""
+    return parse_duration(text) / SECOND
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of ``imagereflector controller``; defaults are Flux's."""
+
+    metrics_addr: str = ":8080"
+    events_addr: str = ""
+    health_addr: str = ":9440"
+    storage_path: str = "/data"
+    # Accepted for Flux compatibility; SQLite has no value log to size.
+    storage_value_log_file_size: int = 1 << 28
+    concurrent: int = 4
+    aws_autologin_for_ecr: bool = False
+    gcp_autologin_for_gcr: bool = False
+    azure_autologin_for_acr: bool = False
+    kube_api_qps: float = 50.0
+    kube_api_burst: int = 300
+    kubeconfig: str = ""
+    log_level: str = "info"
+    log_encoding: str = "json"
+    enable_leader_election: bool = False
+    leader_election_release_on_cancel: bool = True
+    leader_election_lease_duration: float = 35.0
+    leader_election_renew_deadline: float = 30.0
+    leader_election_retry_period: float = 5.0
+    no_cross_namespace_refs: bool = False
+    min_retry_delay: float = 0.75
+    max_retry_delay: float = 900.0
+    feature_gates: dict[str, bool] = field(default_factory=lambda: dict(KNOWN_FEATURE_GATES))
+    watch_all_namespaces: bool = True
+    watch_label_selector: str = ""
+    runtime_namespace: str = ""
+    # Registry politeness (contract A7, A8): per-host token bucket and page cap.
+    registry_qps: float = 10.0
+    registry_burst: int = 20
+    max_tag_pages: int = 100
+    registry_max_retry_after: float = 60.0
+
+    def leader_election_id(self) -> str:
+        """Flux's lease name, suffixed with a hash of the label selector when sharding."""
+        if not self.watch_label_selector:
+            return LEADER_ELECTION_ID
+        digest = hashlib.sha256(self.watch_label_selector.encode()).hexdigest()[:8]
+        return f"{LEADER_ELECTION_ID}-{digest}"
+
+    def watch_namespace(self) -> str | None:
+        """The single namespace to watch, or None for all namespaces."""
+        return None if self.watch_all_namespaces else self.runtime_namespace
