@@ -1,0 +1,46 @@
+# The front door: `make run` runs the controller, `make test` passes the tests.
+# Both install what they need on a fresh Debian machine (venv, pip packages, and the
+# Debian packages the tests drive: docker-registry, skopeo, htpasswd, tinyproxy).
+
+VENV      ?= .venv
+PYTHON    ?= python3
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# binary:package pairs the tests need on PATH.
+DEB_TOOLS := docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils tinyproxy:tinyproxy
+PYTEST_ARGS ?=
+
+.PHONY: install debs test lint typecheck unit
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Install the Debian packages the tests drive, only when a binary is missing.
+debs:
+	@missing=""; for pair in $(DEB_TOOLS); do \
+	  bin=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+lint: install
+	$(VENV)/bin/ruff check imagereflector tests
+	$(VENV)/bin/lint-imports
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+unit: install debs
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit

@@ -1,0 +1,161 @@
+"""Every Prometheus metric of the controller, registered on an injectable registry.
+
+Names and labels are public API shared with Flux (contract §4.3), so Flux's Grafana
+dashboards and alerts work unchanged: ``gotk_*`` per object, ``controller_runtime_*`` per
+controller, ``workqueue_*`` per queue, ``rest_client_requests_total`` for the Kubernetes
+API. The ``imagereflector_*`` metrics are this project's additions (registry politeness,
+token cache). Label values never carry credentials: hosts are host[:port] only.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+
+def exponential_buckets_range(low: float, high: float, count: int) -> list[float]:
+    """Prometheus Go client's ``ExponentialBucketsRange``: ``count`` buckets low..high."""
+    factor = (high / low) ** (1 / (count - 1))
+    return [low * factor**i for i in range(count)]
+
+
+# controller-runtime v0.16 reconcile_time_seconds buckets.
+RECONCILE_TIME_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7,
+    0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20,
+    25, 30, 40, 50, 60,
+)
+# client-go workqueue duration buckets: ExponentialBuckets(10e-9, 10, 10).
+WORKQUEUE_BUCKETS: Final = tuple(1e-8 * 10**i for i in range(10))
+CONDITION_STATUSES: Final = ("True", "False", "Unknown")
+
+
+class Metrics:
+    """The controller's metrics; one instance per process (or per test registry)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 process_collectors: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        if process_collectors:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+        r = self.registry
+        # Flux runtime (gotk_*).
+        self.reconcile_condition = Gauge(
+            "gotk_reconcile_condition", "The current condition status of a GitOps Toolkit "
+            "resource reconciliation.", ["kind", "name", "namespace", "type", "status"],
+            registry=r)
+        self.suspend_status = Gauge(
+            "gotk_suspend_status", "The current suspend status of a GitOps Toolkit resource.",
+            ["kind", "name", "namespace"], registry=r)
+        self.reconcile_duration = Histogram(
+            "gotk_reconcile_duration_seconds", "The duration in seconds of a GitOps Toolkit "
+            "resource reconciliation.", ["kind", "name", "namespace"],
+            buckets=exponential_buckets_range(0.01, 1800, 10), registry=r)
+        # controller-runtime.
+        self.reconcile_total = Counter(
+            "controller_runtime_reconcile_total", "Total number of reconciliations per "
+            "controller", ["controller", "result"], registry=r)
+        self.reconcile_errors = Counter(
+            "controller_runtime_reconcile_errors_total", "Total number of reconciliation "
+            "errors per controller", ["controller"], registry=r)
+        self.terminal_reconcile_errors = Counter(
+            "controller_runtime_terminal_reconcile_errors_total", "Total number of terminal "
+            "reconciliation errors per controller", ["controller"], registry=r)
+        self.reconcile_time = Histogram(
+            "controller_runtime_reconcile_time_seconds", "Length of time per reconciliation "
+            "per controller", ["controller"], buckets=RECONCILE_TIME_BUCKETS, registry=r)
+        self.max_concurrent_reconciles = Gauge(
+            "controller_runtime_max_concurrent_reconciles", "Maximum number of concurrent "
+            "reconciles per controller", ["controller"], registry=r)
+        self.active_workers = Gauge(
+            "controller_runtime_active_workers", "Number of currently used workers per "
+            "controller", ["controller"], registry=r)
+        # client-go workqueue.
+        self.workqueue_depth = Gauge(
+            "workqueue_depth", "Current depth of workqueue", ["name"], registry=r)
+        self.workqueue_adds = Counter(
+            "workqueue_adds_total", "Total number of adds handled by workqueue", ["name"],
+            registry=r)
+        self.workqueue_latency = Histogram(
+            "workqueue_queue_duration_seconds", "How long in seconds an item stays in "
+            "workqueue before being requested", ["name"], buckets=WORKQUEUE_BUCKETS,
+            registry=r)
+        self.workqueue_work_duration = Histogram(
+            "workqueue_work_duration_seconds", "How long in seconds processing an item from "
+            "workqueue takes.", ["name"], buckets=WORKQUEUE_BUCKETS, registry=r)
+        self.workqueue_unfinished = Gauge(
+            "workqueue_unfinished_work_seconds", "How many seconds of work has been done that "
+            "is in progress and hasn't been observed by work_duration.", ["name"], registry=r)
+        self.workqueue_longest = Gauge(
+            "workqueue_longest_running_processor_seconds", "How many seconds has the longest "
+            "running processor for workqueue been running.", ["name"], registry=r)
+        self.workqueue_retries = Counter(
+            "workqueue_retries_total", "Total number of retries handled by workqueue",
+            ["name"], registry=r)
+        # client-go REST client and leader election.
+        self.rest_client_requests = Counter(
+            "rest_client_requests_total", "Number of HTTP requests, partitioned by status "
+            "code, method, and host.", ["code", "method", "host"], registry=r)
+        self.leader_election_master = Gauge(
+            "leader_election_master_status", "Gauge of if the reporting system is master of "
+            "the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string "
+            "used to identify the lease.", ["name"], registry=r)
+        # This project's additions.
+        self.registry_requests = Counter(
+            "imagereflector_registry_requests_total", "Registry HTTP requests by host, method "
+            "and status code ('error' when no response arrived).", ["host", "method", "code"],
+            registry=r)
+        self.registry_ratelimit_remaining = Gauge(
+            "imagereflector_registry_ratelimit_remaining", "The last ratelimit-remaining "
+            "value a registry reported (Docker Hub pulls left in its window).", ["host"],
+            registry=r)
+
+    # Flux runtime helpers -------------------------------------------------------------
+
+    def record_condition(self, *, kind: str, name: str, namespace: str, status: str) -> None:
+        """Set the Ready condition gauges: 1 for ``status``, 0 for the other two."""
+        for candidate in CONDITION_STATUSES:
+            self.reconcile_condition.labels(kind, name, namespace, "Ready", candidate).set(
+                1 if candidate == status else 0)
+
+    def record_suspend(self, *, kind: str, name: str, namespace: str, suspended: bool) -> None:
+        """Set ``gotk_suspend_status`` for one object."""
+        self.suspend_status.labels(kind, name, namespace).set(1 if suspended else 0)
+
+    def record_duration(self, *, kind: str, name: str, namespace: str, seconds: float) -> None:
+        """Observe one reconcile's duration for one object."""
+        self.reconcile_duration.labels(kind, name, namespace).observe(seconds)
+
+    def delete_object(self, *, kind: str, name: str, namespace: str) -> None:
+        """Forget every per-object series of a deleted object."""
+        for status in CONDITION_STATUSES:
+            _remove(self.reconcile_condition, kind, name, namespace, "Ready", status)
+        _remove(self.suspend_status, kind, name, namespace)
+        _remove(self.reconcile_duration, kind, name, namespace)
+
+    # Registry observer (imagereflector.registry.client.RegistryObserver) ----------------
+
+    def request_done(self, host: str, method: str, code: str) -> None:
+        """Count one registry request."""
+        self.registry_requests.labels(host, method, code).inc()
+
+    def ratelimit_remaining(self, host: str, remaining: int) -> None:
+        """Export a registry's reported remaining quota."""
+        self.registry_ratelimit_remaining.labels(host).set(remaining)
+
+
+def _remove(metric: Gauge | Histogram, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        # A series that was never recorded has nothing to remove.
+        return
