@@ -1,0 +1,93 @@
+"""The HTTP endpoints for operators: ``/metrics``, ``/healthz`` and ``/readyz``.
+
+``/healthz`` is liveness and depends on nothing but the event loop answering. ``/readyz``
+is readiness: every registered check must pass (informers synced, store open). Both
+servers bind the addresses given by Flux's flags (``:8080``, ``:9440``); port 0 picks a
+free port, which ``bound_port`` reports (tests use it).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+ReadyCheck = Callable[[], bool]
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """Split Go's ``host:port`` (host may be empty for all interfaces) into parts."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"invalid listen address {addr!r}: expected [host]:port")
+    return (host.strip("[]") or "0.0.0.0"), int(port)  # noqa: S104 - ':8080' means every interface, as in Go
+
+
+@dataclass(slots=True)
+class HttpEndpoint:
+    """A running aiohttp site on a socket we bound ourselves; ``close()`` stops it."""
+
+    runner: web.AppRunner
+    sock: socket.socket
+
+    @property
+    def bound_port(self) -> int:
+        """The port actually bound (useful when the address asked for port 0)."""
+        port: int = self.sock.getsockname()[1]
+        return port
+
+    async def close(self) -> None:
+        """Stop serving and release the port."""
+        await self.runner.cleanup()
+
+
+async def _start(app: web.Application, addr: str) -> HttpEndpoint:
+    host, port = split_addr(addr)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # Binding the socket here (not in aiohttp) lets callers learn the port of ":0".
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return HttpEndpoint(runner, sock)
+
+
+async def serve_metrics(addr: str, registry: CollectorRegistry) -> HttpEndpoint:
+    """Serve Prometheus exposition of ``registry`` on ``/metrics``."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return await _start(app, addr)
+
+
+async def serve_health(addr: str, ready_checks: Mapping[str, ReadyCheck]) -> HttpEndpoint:
+    """Serve ``/healthz`` (always ok while the loop runs) and ``/readyz`` (all checks)."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        failing = sorted(name for name, check in ready_checks.items() if not check())
+        if failing:
+            return web.Response(status=503, text="not ready: " + ", ".join(failing))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return await _start(app, addr)

@@ -1,0 +1,53 @@
+"""The operator endpoints answer over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from imagereflector.health import serve_health, serve_metrics, split_addr
+
+
+@pytest.mark.parametrize(("addr", "parts"), [(":8080", ("0.0.0.0", 8080)),
+                                             ("127.0.0.1:0", ("127.0.0.1", 0)),
+                                             ("[::1]:9440", ("::1", 9440))])
+def test_split_addr(addr: str, parts: tuple[str, int]) -> None:
+    assert split_addr(addr) == parts
+
+
+def test_split_addr_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="invalid listen address"):
+        split_addr("8080")
+
+
+async def test_readyz_follows_checks_and_healthz_always_ok() -> None:
+    state = {"synced": False}
+    endpoint = await serve_health("127.0.0.1:0", {"informers": lambda: state["synced"],
+                                                 "store": lambda: True})
+    base = f"http://127.0.0.1:{endpoint.bound_port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(base + "/readyz") as response:
+                assert response.status == 503
+                assert "informers" in await response.text()
+            state["synced"] = True
+            async with session.get(base + "/readyz") as response:
+                assert response.status == 200
+            async with session.get(base + "/healthz") as response:
+                assert response.status == 200
+    finally:
+        await endpoint.close()
+
+
+async def test_metrics_endpoint_serves_registry() -> None:
+    registry = CollectorRegistry()
+    Counter("demo_total", "demo", registry=registry).inc()
+    endpoint = await serve_metrics("127.0.0.1:0", registry)
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{endpoint.bound_port}/metrics") as response:
+            assert response.status == 200
+            assert "demo_total 1.0" in await response.text()
+    finally:
+        await endpoint.close()
