@@ -44,3 +44,8 @@ unit: install debs
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+.PHONY: manifests
+# Regenerate the CRDs from the pydantic models (a test fails if they drift).
+manifests: install
+	$(PY) -m imagereflector.api.crd manifests/crds

@@ -8,9 +8,15 @@ controller.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Markers in ``json_schema_extra`` read by ``api.crd``: a default the API server applies
+# (Flux's CRD defaults, not pydantic's), and a field the schema requires even though the
+# model has a default for reading older objects.
+CRD_DEFAULT: Final = "x-crd-default"
+CRD_REQUIRED: Final = "x-crd-required"
 
 
 class ApiModel(BaseModel):

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from imagereflector.api.common import ApiModel
+from imagereflector.api.common import CRD_DEFAULT, ApiModel
 from imagereflector.api.meta import Condition, NamespacedObjectReference
 
 Order = Literal["asc", "desc"]
@@ -25,13 +25,13 @@ class SemVerPolicy(ApiModel):
 class AlphabeticalPolicy(ApiModel):
     """Select the last (``asc``) or first (``desc``) tag in byte-wise order."""
 
-    order: Order = "asc"
+    order: Order = Field(default="asc", json_schema_extra={CRD_DEFAULT: "asc"})
 
 
 class NumericalPolicy(ApiModel):
     """Select the largest (``asc``) or smallest (``desc``) numeric tag."""
 
-    order: Order = "asc"
+    order: Order = Field(default="asc", json_schema_extra={CRD_DEFAULT: "asc"})
 
 
 class ImagePolicyChoice(ApiModel):

@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 from pydantic import Field, field_serializer
 
-from imagereflector.api.common import AccessFrom, ApiModel, truncate
+from imagereflector.api.common import CRD_DEFAULT, CRD_REQUIRED, AccessFrom, ApiModel, truncate
 from imagereflector.api.duration import (
     INTERVAL_PATTERN,
     SECOND,
@@ -44,9 +44,10 @@ class ImageRepositorySpec(ApiModel):
     suspend: bool = False
     access_from: AccessFrom | None = Field(default=None, alias="accessFrom")
     exclusion_list: list[str] | None = Field(
-        default=None, alias="exclusionList", max_length=MAX_EXCLUSIONS
+        default=None, alias="exclusionList", max_length=MAX_EXCLUSIONS,
+        json_schema_extra={CRD_DEFAULT: list(DEFAULT_EXCLUSION_LIST)},
     )
-    provider: Provider | None = None
+    provider: Provider | None = Field(default=None, json_schema_extra={CRD_DEFAULT: "generic"})
     insecure: bool = False
 
     def interval_ns(self) -> int:
@@ -70,7 +71,8 @@ class ImageRepositorySpec(ApiModel):
 class ScanResult(ApiModel):
     """``status.lastScanResult``: what the last successful scan found."""
 
-    tag_count: int = Field(default=0, alias="tagCount")
+    tag_count: int = Field(default=0, alias="tagCount",
+                           json_schema_extra={CRD_REQUIRED: True})
     scan_time: datetime | None = Field(default=None, alias="scanTime")
     latest_tags: list[str] | None = Field(default=None, alias="latestTags")
     revision: str | None = None
