@@ -1,0 +1,290 @@
+"""One logical HTTP request to a registry: politeness, retries, redirects, bounded bodies.
+
+Every request of the client (ping, token, tags page, manifest) goes through
+``HttpEngine.send``, so the rules hold everywhere:
+
+* each attempt first takes a token from the shared per-host limiter;
+* 408/429/500/502/503/504 and network failures are retried (``attempts`` in all) with
+  100 ms * 3^n backoff, or after ``Retry-After`` when the registry sent it, never past
+  the call's deadline; a 429/503 with ``Retry-After`` pauses the host for every caller;
+* redirects are followed by hand, at most ``max_redirects``, and ``Authorization`` is
+  dropped when a hop leaves the host or https;
+* bodies are read up to a bound: a success body past it is an error, an error body is
+  cut (it only feeds the message);
+* every attempt is reported to the observer, and so is ``ratelimit-remaining``.
+
+Invariant: nothing raised here contains a secret: URLs carry no userinfo and foreign
+text (exception strings) is redacted with the call's secrets.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from imagereflector.registry.errors import (
+    InvalidResponseError,
+    RegistryTimeoutError,
+    RegistryUnavailable,
+    ResponseTooLargeError,
+    TLSError,
+    redact,
+)
+from imagereflector.registry.limiter import (
+    HostLimiter,
+    backoff_delay,
+    parse_ratelimit_remaining,
+    parse_retry_after,
+)
+from imagereflector.registry.transport import Channel, RegistryObserver
+
+RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
+_REDIRECT_STATUS: Final = frozenset({301, 302, 303, 307, 308})
+_HOST_PAUSING_STATUS: Final = frozenset({429, 503})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """One final answer: after redirects and retries, with a size-bounded body."""
+
+    method: str
+    url: str
+    status: int
+    reason: str
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    retry_after: float | None
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx answer."""
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPolicy:
+    """Retry, redirect and size rules for every request the engine sends."""
+
+    attempts: int
+    max_retry_after: float
+    max_redirects: int
+    max_error_body: int
+    connect_timeout: float
+
+
+def _size(limit: int) -> str:
+    mib = 1024 * 1024
+    return f"{limit // mib} MiB" if limit >= mib and limit % mib == 0 else f"{limit} bytes"
+
+
+async def _read_bounded(
+    response: aiohttp.ClientResponse, limit: int, *, truncate: bool, what: str
+) -> bytes:
+    too_large = ResponseTooLargeError(f"{what}: response body larger than {_size(limit)}")
+    if not truncate and response.content_length is not None and response.content_length > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk[: limit + 1 - len(body)]
+        if len(body) > limit:
+            if truncate:
+                return bytes(body[:limit])
+            raise too_large
+    return bytes(body)
+
+
+def strip_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``, so it can be requested and shown safely."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
+
+
+class HttpEngine:
+    """Sends one logical request: per-host limiter, retries, manual redirects, bounded body.
+
+    A 2xx body larger than ``max_body`` raises ``ResponseTooLargeError``; other bodies are
+    cut to the policy's error bound (they only feed error messages). Network failures
+    that outlive the retries raise ``RegistryUnavailable``; TLS failures ``TLSError``.
+    """
+
+    def __init__(
+        self,
+        *,
+        limiter: HostLimiter,
+        observer: RegistryObserver,
+        policy: RequestPolicy,
+        rng: random.Random,
+    ) -> None:
+        self._limiter = limiter
+        self._clock = limiter.clock
+        self._observer = observer
+        self._policy = policy
+        self._rng = rng
+
+    async def send(
+        self,
+        channel: Channel,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: Mapping[str, str] | None = None,
+        max_body: int,
+        deadline: float,
+        secrets: tuple[str, ...],
+    ) -> HttpResponse:
+        """Send and follow up to ``max_redirects`` redirects by hand.
+
+        ``Authorization`` is dropped as soon as a redirect leaves the host (or https).
+        """
+        hop_url, hop_method, hop_headers, hop_data = url, method, dict(headers), data
+        for _ in range(self._policy.max_redirects + 1):
+            response = await self._with_retries(
+                channel, hop_method, hop_url, headers=hop_headers, data=hop_data,
+                max_body=max_body, deadline=deadline, secrets=secrets,
+            )
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECT_STATUS or not location:
+                return response
+            target = strip_userinfo(urljoin(hop_url, location))
+            before, after = urlsplit(hop_url), urlsplit(target)
+            if after.scheme not in ("http", "https") or not after.netloc:
+                raise InvalidResponseError(f"{hop_method} {hop_url}: unusable redirect target")
+            if after.netloc != before.netloc or (before.scheme, after.scheme) == ("https", "http"):
+                hop_headers = {k: v for k, v in hop_headers.items() if k.lower() != "authorization"}
+            if response.status == 303 or (response.status in (301, 302) and hop_method == "POST"):
+                hop_method, hop_data = "GET", None
+            hop_url = target
+        raise InvalidResponseError(
+            f"{method} {url}: more than {self._policy.max_redirects} redirects"
+        )
+
+    async def _with_retries(
+        self,
+        channel: Channel,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: Mapping[str, str] | None,
+        max_body: int,
+        deadline: float,
+        secrets: tuple[str, ...],
+    ) -> HttpResponse:
+        host = urlsplit(url).netloc
+        attempts = max(1, self._policy.attempts)
+        for attempt in range(attempts):
+            await self._limiter.acquire(host, deadline=deadline)
+            last = attempt == attempts - 1
+            try:
+                response = await self._once(
+                    channel, method, url, headers=headers, data=data,
+                    max_body=max_body, deadline=deadline,
+                )
+            except aiohttp.ClientSSLError as err:
+                reason = _reason(err, secrets)
+                raise TLSError(f"{method} {url}: TLS handshake failed: {reason}") from None
+            except (aiohttp.ClientError, TimeoutError) as err:
+                now = self._clock.monotonic()
+                if isinstance(err, TimeoutError) and now >= deadline:
+                    raise RegistryTimeoutError(f"{method} {url}: timed out") from None
+                delay = backoff_delay(attempt, rng=self._rng)
+                if last or now + delay > deadline:
+                    raise RegistryUnavailable(f"{method} {url}: {_reason(err, secrets)}") from None
+                await self._clock.sleep(delay)
+                continue
+            if response.status not in RETRYABLE_STATUS or last:
+                return response
+            if not await self._wait_to_retry(host, response, attempt=attempt, deadline=deadline):
+                return response
+        raise AssertionError("unreachable: the last attempt always returns or raises")
+
+    async def _wait_to_retry(
+        self, host: str, response: HttpResponse, *, attempt: int, deadline: float
+    ) -> bool:
+        """Wait before the next attempt; False when the wait is not allowed."""
+        now = self._clock.monotonic()
+        retry_after = response.retry_after
+        if retry_after is None:
+            delay = backoff_delay(attempt, rng=self._rng)
+            if now + delay > deadline:
+                return False
+            await self._clock.sleep(delay)
+            return True
+        if response.status in _HOST_PAUSING_STATUS:
+            # Every caller of this host waits, not only this one.
+            self._limiter.pause(host, until=now + min(retry_after, self._policy.max_retry_after))
+        if retry_after > self._policy.max_retry_after or now + retry_after > deadline:
+            return False
+        if response.status not in _HOST_PAUSING_STATUS:
+            await self._clock.sleep(retry_after)
+        return True
+
+    async def _once(
+        self,
+        channel: Channel,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: Mapping[str, str] | None,
+        max_body: int,
+        deadline: float,
+    ) -> HttpResponse:
+        host = urlsplit(url).netloc
+        remaining = deadline - self._clock.monotonic()
+        if remaining <= 0:
+            raise RegistryTimeoutError(f"{method} {url}: timed out")
+        timeout = aiohttp.ClientTimeout(
+            total=remaining, connect=min(remaining, self._policy.connect_timeout)
+        )
+        code = "error"
+        try:
+            async with channel.session.request(
+                method, url, headers=headers, data=data, proxy=channel.proxy,
+                proxy_auth=channel.proxy_auth, allow_redirects=False, timeout=timeout,
+            ) as raw:
+                code = str(raw.status)
+                self._report_ratelimit(host, raw.headers)
+                ok = 200 <= raw.status < 300
+                body = b"" if method == "HEAD" else await _read_bounded(
+                    raw, max_body if ok else self._policy.max_error_body,
+                    truncate=not ok, what=f"{method} {url}",
+                )
+                retry_header = raw.headers.get("Retry-After")
+                return HttpResponse(
+                    method=method, url=url, status=raw.status, reason=raw.reason or "",
+                    headers=raw.headers, body=body,
+                    retry_after=(
+                        parse_retry_after(retry_header, now_wall=self._clock.wall())
+                        if retry_header is not None else None
+                    ),
+                )
+        except ResponseTooLargeError:
+            raise
+        except Exception:
+            code = "error"
+            raise
+        finally:
+            self._observer.request_done(host, method, code)
+
+    def _report_ratelimit(self, host: str, headers: Mapping[str, str]) -> None:
+        value = headers.get("ratelimit-remaining")
+        if value is None:
+            return
+        remaining = parse_ratelimit_remaining(value)
+        if remaining is not None:
+            self._observer.ratelimit_remaining(host, remaining)
+
+
+def _reason(err: BaseException, secrets: tuple[str, ...]) -> str:
+    text = str(err) or type(err).__name__
+    return " ".join(redact(text, secrets).split())

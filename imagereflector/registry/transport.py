@@ -1,0 +1,194 @@
+"""aiohttp sessions for registry traffic: TLS material, proxies and their reuse.
+
+A session (and its connection pool) is kept per (TLS fingerprint, proxy fingerprint) in a
+bounded LRU, so the periodic scans of many objects reuse connections instead of building
+a pool and an ``SSLContext`` on every reconcile.
+
+Invariants:
+
+* Sessions never read the process environment (``trust_env=False``): a proxy applies only
+  when an object asks for one, and then to every request of that call.
+* The system trust store is always loaded; a TLSConfig's CA adds to it, never replaces it.
+* A client key exists on disk only while ``load_cert_chain`` reads it: in a fresh
+  ``0600`` file that is removed before the context is used.
+* A session evicted from the LRU while a call still uses it is closed when that call
+  releases it, never under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import tempfile
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from imagereflector.registry.errors import TLSError
+from imagereflector.registry.types import ProxyConfig, TLSConfig
+
+_NO_KEY_PASSWORD: Final = b""
+
+
+class RegistryObserver(Protocol):
+    """Receives what the client sees on the wire (implemented by the metrics layer)."""
+
+    def request_done(self, host: str, method: str, code: str) -> None:
+        """One HTTP exchange finished; ``code`` is the status or ``"error"`` (no answer)."""
+        ...
+
+    def ratelimit_remaining(self, host: str, remaining: int) -> None:
+        """The registry reported how many requests are left (Docker Hub's header)."""
+        ...
+
+
+class NullObserver:
+    """An observer that records nothing (the CLI and tests)."""
+
+    def request_done(self, host: str, method: str, code: str) -> None:
+        """Ignore the exchange."""
+
+    def ratelimit_remaining(self, host: str, remaining: int) -> None:
+        """Ignore the report."""
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """What one call sends its requests through: a pooled session and its proxy."""
+
+    session: aiohttp.ClientSession
+    proxy: str | None
+    proxy_auth: aiohttp.BasicAuth | None
+
+
+def _no_password() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal for an encrypted key.
+    return _NO_KEY_PASSWORD
+
+
+def build_ssl_context(tls: TLSConfig | None) -> ssl.SSLContext:
+    """A verifying client context: system roots plus ``tls.ca_pem``, and the client cert.
+
+    Raises ``TLSError`` (without any PEM text) when the material cannot be loaded.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if tls is None:
+        return context
+    if tls.ca_pem:
+        try:
+            context.load_verify_locations(cadata=tls.ca_pem.decode("ascii"))
+        except (ssl.SSLError, ValueError) as err:
+            raise TLSError(f"cannot use CA certificate: {type(err).__name__}") from None
+    if bool(tls.cert_pem) != bool(tls.key_pem):
+        raise TLSError("both client certificate and private key need to be provided")
+    if tls.cert_pem and tls.key_pem:
+        descriptor, path = tempfile.mkstemp(prefix="imagereflector-", suffix=".pem")
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(tls.cert_pem.rstrip() + b"\n" + tls.key_pem)
+            context.load_cert_chain(path, password=_no_password)
+        except (ssl.SSLError, ValueError) as err:
+            raise TLSError(
+                f"cannot use client certificate and key: {type(err).__name__}"
+            ) from None
+        finally:
+            os.unlink(path)
+    return context
+
+
+def proxy_settings(proxy: ProxyConfig | None) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """The proxy URL (never with userinfo) and its credentials for aiohttp."""
+    if proxy is None or not proxy.address:
+        return None, None
+    address = proxy.address if "://" in proxy.address else f"http://{proxy.address}"
+    parts = urlsplit(address)
+    # The address should carry no userinfo; if it does, drop it rather than log it.
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    auth = aiohttp.BasicAuth(proxy.username, proxy.password) if proxy.username else None
+    return url, auth
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    channel: Channel
+    users: int = 0
+    retired: bool = False
+
+
+class SessionPool:
+    """A bounded LRU of aiohttp sessions keyed by TLS and proxy fingerprints."""
+
+    def __init__(self, *, max_sessions: int, connect_timeout: float, user_agent: str) -> None:
+        self._max = max(1, max_sessions)
+        self._connect_timeout = connect_timeout
+        self._user_agent = user_agent
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._closed = False
+
+    @asynccontextmanager
+    async def lease(
+        self, *, tls: TLSConfig | None, proxy: ProxyConfig | None
+    ) -> AsyncIterator[Channel]:
+        """Borrow the channel for this TLS/proxy pair for the duration of one call."""
+        entry = await self._entry(tls, proxy)
+        entry.users += 1
+        try:
+            yield entry.channel
+        finally:
+            entry.users -= 1
+            if entry.retired and entry.users == 0:
+                await entry.channel.session.close()
+
+    async def _entry(self, tls: TLSConfig | None, proxy: ProxyConfig | None) -> _Entry:
+        if self._closed:
+            raise RuntimeError("the registry session pool is closed")
+        key = (tls.fingerprint() if tls else "", proxy.fingerprint() if proxy else "")
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            return entry
+        # Loading the system trust store reads files: keep it off the event loop.
+        context = await asyncio.to_thread(build_ssl_context, tls)
+        entry = self._entries.get(key)
+        if entry is not None:  # another call built the same pair meanwhile
+            return entry
+        if self._closed:
+            raise RuntimeError("the registry session pool is closed")
+        proxy_url, proxy_auth = proxy_settings(proxy)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context, limit=64, ttl_dns_cache=60),
+            trust_env=False,
+            timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout),
+            headers={"User-Agent": self._user_agent},
+            auto_decompress=True,
+        )
+        entry = _Entry(Channel(session=session, proxy=proxy_url, proxy_auth=proxy_auth))
+        self._entries[key] = entry
+        while len(self._entries) > self._max:
+            _, oldest = self._entries.popitem(last=False)
+            await self._retire(oldest)
+        return entry
+
+    async def _retire(self, entry: _Entry) -> None:
+        entry.retired = True
+        if entry.users == 0:
+            await entry.channel.session.close()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def close(self) -> None:
+        """Close idle sessions now and busy ones when their call ends; refuse new leases."""
+        self._closed = True
+        entries = list(self._entries.values())
+        self._entries.clear()
+        for entry in entries:
+            await self._retire(entry)
+
