@@ -25,7 +25,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -124,7 +124,7 @@ class _Front:
             await self._session.close()
             self._session = None
 
-    async def __aenter__(self) -> _Front:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

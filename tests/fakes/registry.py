@@ -116,9 +116,9 @@ class LoopbackApp:
 
     async def start(self) -> None:
         """Bind an ephemeral port and start serving."""
-        runner = web.AppRunner(self._app, access_log=None)
+        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, self._bind, 0, ssl_context=self._ssl, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, self._bind, 0, ssl_context=self._ssl)
         await site.start()
         self._runner = runner
         self.port = int(runner.addresses[0][1])
@@ -612,7 +612,7 @@ class _PushClient:
         if scheme.lower() == "basic":
             if self._auth is None:
                 raise RegistryPushError("registry wants Basic auth and no credentials were given")
-            return "Basic " + base64.b64encode(":".join(self._auth).encode()).decode()
+            return _basic(self._auth)
         if scheme.lower() != "bearer" or "realm" not in params:
             raise RegistryPushError(f"unsupported auth challenge scheme {scheme!r}")
         scope = params.get("scope", "")
@@ -623,9 +623,9 @@ class _PushClient:
     async def _fetch_token(self, params: Mapping[str, str]) -> str:
         assert self._session is not None
         query = {k: v for k, v in params.items() if k in ("service", "scope")}
-        basic = aiohttp.BasicAuth(*self._auth) if self._auth is not None else None
+        headers = {"Authorization": _basic(self._auth)} if self._auth is not None else {}
         async with self._session.get(
-            params["realm"], params=query, auth=basic, ssl=self._ssl
+            params["realm"], params=query, headers=headers, ssl=self._ssl
         ) as resp:
             if resp.status != 200:
                 raise RegistryPushError(f"token realm answered {resp.status}")
@@ -634,6 +634,10 @@ class _PushClient:
         if not isinstance(token, str):
             raise RegistryPushError("token realm answered without a token")
         return token
+
+
+def _basic(creds: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(":".join(creds).encode()).decode()
 
 
 def _expect(resp: _Response, status: int, what: str) -> None:
