@@ -140,7 +140,7 @@ def may_send_secrets(realm: str, registry: str) -> bool:
     if parts.scheme == "https":
         return True
     registry_host = urlsplit(f"//{registry}").hostname
-    return parts.hostname is not None and parts.hostname == registry_host
+    return parts.scheme == "http" and parts.hostname is not None and parts.hostname == registry_host
 
 
 def pull_scope(repository: str) -> str:

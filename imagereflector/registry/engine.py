@@ -250,7 +250,7 @@ class HttpEngine:
         try:
             async with channel.session.request(
                 method, url, headers=headers, data=data, proxy=channel.proxy,
-                proxy_auth=channel.proxy_auth, allow_redirects=False, timeout=timeout,
+                proxy_headers=channel.proxy_headers, allow_redirects=False, timeout=timeout,
             ) as raw:
                 code = str(raw.status)
                 self._report_ratelimit(host, raw.headers)

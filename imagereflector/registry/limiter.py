@@ -139,7 +139,7 @@ class HostLimiter:
                 )
             await self.clock.sleep(wait)
             # Loop: a pause may have been set while we slept.
-            if reserved and self.clock.monotonic() >= self._bucket(host, now).paused_until:
+            if reserved and self.clock.monotonic() >= self.paused_until(host):
                 return
 
     def pause(self, host: str, *, until: float) -> None:
@@ -147,6 +147,10 @@ class HostLimiter:
         now = self.clock.monotonic()
         bucket = self._bucket(host, now)
         bucket.paused_until = max(bucket.paused_until, until)
+
+    def __len__(self) -> int:
+        """How many hosts currently have state (bounded: idle hosts are forgotten)."""
+        return len(self._buckets)
 
     def paused_until(self, host: str) -> float:
         """The monotonic time the host's pause ends (in the past when there is none)."""

@@ -18,11 +18,12 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import ssl
 import tempfile
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -64,7 +65,7 @@ class Channel:
 
     session: aiohttp.ClientSession
     proxy: str | None
-    proxy_auth: aiohttp.BasicAuth | None
+    proxy_headers: Mapping[str, str] | None
 
 
 def _no_password() -> bytes:
@@ -102,8 +103,8 @@ def build_ssl_context(tls: TLSConfig | None) -> ssl.SSLContext:
     return context
 
 
-def proxy_settings(proxy: ProxyConfig | None) -> tuple[str | None, aiohttp.BasicAuth | None]:
-    """The proxy URL (never with userinfo) and its credentials for aiohttp."""
+def proxy_settings(proxy: ProxyConfig | None) -> tuple[str | None, Mapping[str, str] | None]:
+    """The proxy URL (never with userinfo) and the ``Proxy-Authorization`` header."""
     if proxy is None or not proxy.address:
         return None, None
     address = proxy.address if "://" in proxy.address else f"http://{proxy.address}"
@@ -111,8 +112,10 @@ def proxy_settings(proxy: ProxyConfig | None) -> tuple[str | None, aiohttp.Basic
     # The address should carry no userinfo; if it does, drop it rather than log it.
     netloc = parts.netloc.rsplit("@", 1)[-1]
     url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    auth = aiohttp.BasicAuth(proxy.username, proxy.password) if proxy.username else None
-    return url, auth
+    if not proxy.username:
+        return url, None
+    pair = base64.b64encode(f"{proxy.username}:{proxy.password}".encode()).decode("ascii")
+    return url, {"Proxy-Authorization": f"Basic {pair}"}
 
 
 @dataclass(eq=False, slots=True)
@@ -161,7 +164,7 @@ class SessionPool:
             return entry
         if self._closed:
             raise RuntimeError("the registry session pool is closed")
-        proxy_url, proxy_auth = proxy_settings(proxy)
+        proxy_url, proxy_headers = proxy_settings(proxy)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context, limit=64, ttl_dns_cache=60),
             trust_env=False,
@@ -169,7 +172,7 @@ class SessionPool:
             headers={"User-Agent": self._user_agent},
             auto_decompress=True,
         )
-        entry = _Entry(Channel(session=session, proxy=proxy_url, proxy_auth=proxy_auth))
+        entry = _Entry(Channel(session=session, proxy=proxy_url, proxy_headers=proxy_headers))
         self._entries[key] = entry
         while len(self._entries) > self._max:
             _, oldest = self._entries.popitem(last=False)
