@@ -65,8 +65,8 @@ async def token_registry(
 @pytest.fixture
 async def tls_registry(tmp_path: Path) -> AsyncIterator[RegistryProcess]:
     """An anonymous https registry; ``.ca`` is the private CA that signed its certificate."""
-    ca = make_ca(tmp_path / "pki")
-    server = ca.issue(tmp_path / "pki", "registry")
+    ca = make_ca(tmp_path / "pki-tls")
+    server = ca.issue(tmp_path / "pki-tls", "registry")
     reg = await start_registry(tmp_path, tls=server, ca=ca)
     try:
         yield reg
@@ -80,9 +80,9 @@ async def mtls_registry(tmp_path: Path) -> AsyncIterator[RegistryProcess]:
 
     ``.client`` is a client key pair it accepts.
     """
-    ca = make_ca(tmp_path / "pki")
-    server = ca.issue(tmp_path / "pki", "registry")
-    client = ca.issue(tmp_path / "pki", "client", server=False, client=True, sans=())
+    ca = make_ca(tmp_path / "pki-mtls")
+    server = ca.issue(tmp_path / "pki-mtls", "registry")
+    client = ca.issue(tmp_path / "pki-mtls", "client", server=False, client=True, sans=())
     reg = await start_registry(tmp_path, tls=server, client_ca=ca.cert_file, ca=ca, client=client)
     try:
         yield reg

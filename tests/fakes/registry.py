@@ -1,7 +1,8 @@
 """The real OCI registry (CNCF distribution 2.8.2) as a test component.
 
 ``start_registry`` runs ``/usr/bin/docker-registry`` on a free 127.0.0.1 port with
-filesystem storage in the test's tmp dir, optionally behind htpasswd Basic auth,
+filesystem storage (on tmpfs when ``/dev/shm`` exists, linked from the test's tmp dir
+and removed by ``stop``; else in the tmp dir), optionally behind htpasswd Basic auth,
 Bearer token auth (see ``tokenserver``), TLS or mutual TLS. ``RegistryProcess``
 fills it with tags two ways:
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import gzip
 import hashlib
 import io
@@ -439,22 +441,18 @@ def _hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_LAYER_CACHE: list[tuple[bytes, str]] = []
-
-
+@functools.cache
 def _layer() -> tuple[bytes, str]:
     """A tiny gzip tar (byte-for-byte reproducible) and its diff ID."""
-    if not _LAYER_CACHE:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            payload = b"imagereflector test layer\n"
-            info = tarfile.TarInfo("hello.txt")
-            info.size = len(payload)
-            info.mtime = 0
-            tar.addfile(info, io.BytesIO(payload))
-        raw = buf.getvalue()
-        _LAYER_CACHE.append((gzip.compress(raw, mtime=0), _sha(raw)))
-    return _LAYER_CACHE[0]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        payload = b"imagereflector test layer\n"
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(payload)
+        info.mtime = 0
+        tar.addfile(info, io.BytesIO(payload))
+    raw = buf.getvalue()
+    return gzip.compress(raw, mtime=0), _sha(raw)
 
 
 def _config(labels: Mapping[str, str]) -> bytes:
