@@ -44,6 +44,7 @@ from imagereflector.registry.auth import (
 )
 from imagereflector.registry.engine import HttpEngine, HttpResponse, RequestPolicy
 from imagereflector.registry.errors import (
+    CertificateError,
     InvalidResponseError,
     PaginationError,
     RegistryError,
@@ -125,6 +126,22 @@ def _call_secrets(credentials: Credentials, proxy: ProxyConfig | None) -> list[s
     if proxy is not None and proxy.password:
         secrets += [proxy.password, basic_authorization(proxy.username, proxy.password)[6:]]
     return [s for s in secrets if s]
+
+
+def _telling_failure(failures: list[RegistryError]) -> RegistryError:
+    """The failure to report when no scheme worked.
+
+    An untrusted certificate always explains most. A plain-http 400 after a failed TLS
+    handshake is an https-only server rejecting plain http (Go servers answer so), so
+    the handshake failure (e.g. a missing client certificate) is the real cause.
+    """
+    untrusted = [f for f in failures if isinstance(f, CertificateError)]
+    if untrusted:
+        return untrusted[-1]
+    handshakes = [f for f in failures if isinstance(f, TLSError)]
+    if handshakes and failures[-1].status == 400:
+        return handshakes[-1]
+    return failures[-1]
 
 
 class RegistryClient:
@@ -253,11 +270,18 @@ class RegistryClient:
             except (RegistryUnavailable, TLSError) as err:
                 failures.append(err)  # cannot connect this way; the next scheme may work
                 continue
+            except RegistryError as err:
+                if not failures:
+                    raise
+                # Plain http after a failed https: an https-only server answers garbage,
+                # so the https failure may be the telling one (chosen below).
+                failures.append(err)
+                continue
             state.scheme, state.pinged_at = scheme, self._clock.monotonic()
             call.base, call.reused = base, False
             return
         state.scheme = None
-        raise failures[-1]
+        raise _telling_failure(failures)
 
     async def _ping(self, call: _Call, base: str) -> Challenge | None:
         response = await self._engine.send(

@@ -20,6 +20,7 @@ text (exception strings) is redacted with the call's secrets.
 from __future__ import annotations
 
 import random
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -29,6 +30,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from imagereflector.registry.errors import (
+    CertificateError,
     InvalidResponseError,
     RegistryTimeoutError,
     RegistryUnavailable,
@@ -189,10 +191,13 @@ class HttpEngine:
                     channel, method, url, headers=headers, data=data,
                     max_body=max_body, deadline=deadline,
                 )
-            except aiohttp.ClientSSLError as err:
-                reason = _reason(err, secrets)
-                raise TLSError(f"{method} {url}: TLS handshake failed: {reason}") from None
+            except aiohttp.ClientConnectorCertificateError as err:
+                reason = _reason(err.certificate_error, secrets)
+                raise CertificateError(f"{method} {url}: untrusted certificate: {reason}") from None
             except (aiohttp.ClientError, TimeoutError) as err:
+                tls_failure = _tls_failure(err)
+                if tls_failure is not None:
+                    raise TLSError(f"{method} {url}: TLS failed: {tls_failure}") from None
                 now = self._clock.monotonic()
                 if isinstance(err, TimeoutError) and now >= deadline:
                     raise RegistryTimeoutError(f"{method} {url}: timed out") from None
@@ -283,6 +288,37 @@ class HttpEngine:
         remaining = parse_ratelimit_remaining(value)
         if remaining is not None:
             self._observer.ratelimit_remaining(host, remaining)
+
+
+_PEER_REFUSED_CERT: Final = ("ALERT_BAD_CERTIFICATE", "CERTIFICATE_REQUIRED", "UNKNOWN_CA")
+
+
+def _tls_failure(err: BaseException) -> str | None:
+    """The TLS reason when ``err`` is (or was caused by) a TLS failure, else ``None``.
+
+    TLS 1.3 servers reject a client certificate after the handshake, so the alert shows
+    up as an ``OSError`` on the first read; it is no more retryable than a bad handshake.
+    """
+    pending: list[object] = [err]
+    for _ in range(8):  # a short walk: wrappers nest two or three deep
+        if not pending:
+            return None
+        seen = pending.pop(0)
+        if not isinstance(seen, BaseException):
+            continue
+        # aiohttp's wrappers subclass SSLError without its attributes: read it defensively.
+        reason = getattr(seen, "reason", None)
+        if isinstance(seen, ssl.SSLError) and isinstance(reason, str) and reason:
+            if any(marker in reason for marker in _PEER_REFUSED_CERT):
+                return f"{reason} (the registry wants a client certificate it trusts)"
+            return reason
+        pending += [
+            getattr(seen, "certificate_error", None),
+            getattr(seen, "os_error", None),
+            seen.__cause__,
+            seen.__context__,
+        ]
+    return None
 
 
 def _reason(err: BaseException, secrets: tuple[str, ...]) -> str:

@@ -68,6 +68,10 @@ class TLSError(RegistryError):
     """TLS failed: the material cannot be loaded, or the handshake with the registry failed."""
 
 
+class CertificateError(TLSError):
+    """The registry's certificate is not trusted (unknown CA, wrong name, expired)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RegistryErrorDetail:
     """One entry of the distribution error envelope ``{"errors": [{code, message}]}``."""
