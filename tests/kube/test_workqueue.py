@@ -442,3 +442,13 @@ def test_queue_matches_the_dirty_processing_model(ops: list[tuple[str, int]]) ->
             assert len(queue) == len(fifo) == len(set(fifo))
 
     asyncio.run(run())
+
+
+async def test_default_clock_is_the_running_loop() -> None:
+    queue: RateLimitingQueue[str] = RateLimitingQueue(
+        rate_limiter=ItemExponentialFailureRateLimiter(0.001, 0.001)
+    )
+    queue.add_rate_limited("a")
+    queue.add_after("b", 0.002)
+    assert len(queue) == 0  # both wait on loop timers
+    assert [await get_item(queue), await get_item(queue)] == ["a", "b"]
