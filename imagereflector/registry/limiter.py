@@ -148,7 +148,8 @@ class HostLimiter:
         bucket = self._bucket(host, now)
         bucket.paused_until = max(bucket.paused_until, until)
 
-    def __len__(self) -> int:
+    @property
+    def tracked_hosts(self) -> int:
         """How many hosts currently have state (bounded: idle hosts are forgotten)."""
         return len(self._buckets)
 

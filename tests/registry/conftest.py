@@ -45,7 +45,8 @@ async def make_client(observer: RecordingObserver) -> AsyncIterator[MakeClient]:
         observer: RegistryObserver | None = None,
         **settings: Any,
     ) -> RegistryClient:
-        limiter = limiter or HostLimiter(qps=0, burst=0, clock=clock or SystemClock())
+        if limiter is None:
+            limiter = HostLimiter(qps=0, burst=0, clock=clock or SystemClock())
         client = RegistryClient(
             limiter=limiter,
             observer=observer or recording,

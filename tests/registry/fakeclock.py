@@ -25,6 +25,7 @@ class FakeClock:
         self.sleeps: list[float] = []
         self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+        self._parked = asyncio.Event()
 
     def monotonic(self) -> float:
         """The current fake monotonic time."""
@@ -43,7 +44,14 @@ class FakeClock:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (self.now + max(0.0, seconds), next(self._order), future))
+        self._parked.set()
         await future
+
+    async def until_sleeping(self, count: int) -> None:
+        """Return once at least ``count`` sleepers are parked (they may do real I/O first)."""
+        while self.sleeping < count:
+            self._parked.clear()
+            await self._parked.wait()
 
     @property
     def sleeping(self) -> int:
