@@ -30,8 +30,10 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from imagereflector.registry.errors import (
+    AuthError,
     CertificateError,
     InvalidResponseError,
+    RegistryError,
     RegistryTimeoutError,
     RegistryUnavailable,
     ResponseTooLargeError,
@@ -198,6 +200,17 @@ class HttpEngine:
                 tls_failure = _tls_failure(err)
                 if tls_failure is not None:
                     raise TLSError(f"{method} {url}: TLS failed: {tls_failure}") from None
+                if isinstance(err, aiohttp.ClientHttpProxyError):
+                    # The proxy refused the tunnel: only its 5xx/429 are worth retrying.
+                    if err.status in (401, 407):  # tinyproxy, for one, answers 401
+                        raise AuthError(
+                            f"{method} {url}: the proxy refused the credentials ({err.status})",
+                            status=err.status,
+                        ) from None
+                    if err.status not in RETRYABLE_STATUS:
+                        raise RegistryError(
+                            f"{method} {url}: the proxy answered {err.status}", status=err.status
+                        ) from None
                 now = self._clock.monotonic()
                 if isinstance(err, TimeoutError) and now >= deadline:
                     raise RegistryTimeoutError(f"{method} {url}: timed out") from None
@@ -251,6 +264,10 @@ class HttpEngine:
         timeout = aiohttp.ClientTimeout(
             total=remaining, connect=min(remaining, self._policy.connect_timeout)
         )
+        if channel.proxy_headers and url.startswith("http://"):
+            # aiohttp sends proxy_headers only on CONNECT (https); a plain-http request
+            # through the proxy carries Proxy-Authorization itself.
+            headers = {**headers, **channel.proxy_headers}
         code = "error"
         try:
             async with channel.session.request(
