@@ -26,6 +26,7 @@ from tests.fakes.fronts import FaultFront
 from tests.fakes.registry import TEST_CREDS, LoopbackApp, RegistryProcess
 from tests.fakes.tokenserver import TokenServer
 from tests.registry.conftest import MakeClient
+from tests.registry.fakeclock import FakeClock
 from tests.registry.recording import RecordingObserver
 
 CREDS = Credentials(*TEST_CREDS)
@@ -152,6 +153,40 @@ async def test_registry_token_is_sent_as_bearer_without_a_token_request(
     tags = await make_client().list_tags(ref_of(token_registry.host), credentials=creds, timeout=10)
     assert sorted(tags) == TAGS
     assert len(token_server.requests) == seen
+
+
+async def test_token_is_fetched_again_after_it_expires(
+    token_registry: RegistryProcess, token_server: TokenServer, make_client: MakeClient
+) -> None:
+    token_registry.write_tags("team/app", TAGS)
+    clock = FakeClock(auto_advance=True)
+    client = make_client(clock=clock)
+    ref = ref_of(token_registry.host)
+    await client.list_tags(ref, credentials=CREDS, timeout=10)
+    clock.now += token_server.expires_in - 11  # still inside the margin
+    await client.list_tags(ref, credentials=CREDS, timeout=10)
+    assert len(token_server.requests) == 1
+    clock.now += 2
+    await client.list_tags(ref, credentials=CREDS, timeout=10)
+    assert len(token_server.requests) == 2
+
+
+async def test_a_refused_cached_token_is_renewed_once(
+    token_registry: RegistryProcess, token_server: TokenServer, make_client: MakeClient
+) -> None:
+    token_registry.write_tags("team/app", TAGS)
+    client = make_client()
+    async with FaultFront(token_registry) as front:
+        ref = ref_of(front.host)
+        # A 401 to a token fetched in this very call is final: no second try.
+        front.fail_next(1, status=401, code="UNAUTHORIZED", path="/tags/list")
+        with pytest.raises(AuthError, match="UNAUTHORIZED: scripted fault"):
+            await client.list_tags(ref, credentials=CREDS, timeout=10)
+        assert len(token_server.requests) == 1
+        # A 401 to the cached token (revoked, say) re-authenticates once and succeeds.
+        front.fail_next(1, status=401, code="UNAUTHORIZED", path="/tags/list")
+        assert sorted(await client.list_tags(ref, credentials=CREDS, timeout=10)) == TAGS
+        assert len(token_server.requests) == 2
 
 
 async def test_password_is_not_sent_to_a_plain_http_realm_on_another_host(
