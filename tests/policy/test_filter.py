@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imagereflector.policy import (
     InvalidFilterError,
@@ -190,3 +192,23 @@ def test_controller_filter_cases(
     choice: PolicyChoice, pattern: str, extract: str, tags: list[str], expected: str
 ) -> None:
     assert evaluate(tags, choice=choice, pattern=pattern, extract=extract).latest == expected
+
+
+# --- the fast RE2 path and the public-API path agree -----------------------------------
+
+PATTERNS = [r"(a)|(b)", r"^(\w+)-(?P<n>\d+)?", r"é(.)", r"(x*)", r"(?P<w>[^-]+)$", ""]
+
+
+@settings(max_examples=200)
+@given(pattern=st.sampled_from(PATTERNS), text=st.text(alphabet="ab-é1x\u0663 ", max_size=8))
+def test_fast_and_public_search_agree(pattern: str, text: str) -> None:
+    fast = compile_go_regexp(pattern)
+    slow = compile_go_regexp(pattern, fast=False)
+    assert fast.search(text) == slow.search(text)
+
+
+def test_search_groups() -> None:
+    regex = compile_go_regexp(r"é(?P<a>x)?(?P<b>.)")
+    assert regex.search("zéy") == ("éy", None, "y")
+    assert regex.names == {"a": 1, "b": 2}
+    assert regex.search("nope") is None
