@@ -15,7 +15,11 @@ Invariants:
 * Every failure is an ``InvalidReferenceError`` (a ``ValueError``) with one of the three
   messages of the contract; nothing else escapes, whatever the input.
 * A successful parse never carries a tag or digest, and ``parse_image_reference(r.canonical)``
-  yields ``r`` again (canonicalisation is idempotent).
+  yields ``r`` again (canonicalisation is idempotent) whenever ``r.repository`` fits the
+  255-character limit. The one exception is go-containerregistry's too: a single-segment
+  Docker Hub name of 248..255 characters parses, but its ``library/`` prefix makes the
+  canonical repository too long to parse again. Nothing re-parses canonical names, so
+  this stays as v0.31 has it.
 * Error messages never repeat URL userinfo (contract A11): ``user:pass@host/repo`` is echoed
   as ``<redacted>@host/repo``.
 """
