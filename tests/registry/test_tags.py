@@ -1,0 +1,182 @@
+"""Tag exclusion (Go RE2 semantics), latest tags, the list revision, exclusion-list equality."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from imagereflector.registry.tags import (
+    DEFAULT_EXCLUSION_LIST,
+    ExclusionError,
+    compile_exclusions,
+    exclusion_lists_equal,
+    latest_tags,
+    tags_revision,
+)
+
+FILTER_CASES = [
+    # Contract §6 test 7 (TestFilterOutTags).
+    ("no-patterns", [], ["a", "b", "c", "d"], ["a", "b", "c", "d"]),
+    ("class", ["[abc]"], ["a", "b", "c", "d"], ["d"]),
+    ("two-patterns", ["[a]", "[d]"], ["a", "b", "c", "d"], ["b", "c"]),
+    ("alpha-and-sig", ["^.*\\-alpha$", "^.*\\.sig$"],
+     ["0.1.0", "0.2.0", "0.2.-alpha", "0.3.0", "0.4.0", "0.4.0.sig"],
+     ["0.1.0", "0.2.0", "0.3.0", "0.4.0"]),
+    ("alternation", ["aaa|ccc"], ["aaa", "bbb", "ccc", "ddd"], ["bbb", "ddd"]),
+    # Unanchored search, order and repeats kept.
+    ("substring", ["c"], ["a", "b", "c", "d", "abc"], ["a", "b", "d"]),
+    ("order-and-repeats", ["x"], ["b", "x1", "a", "b"], ["b", "a", "b"]),
+    ("default-list", list(DEFAULT_EXCLUSION_LIST), ["v1", "sha256-abc.sig", "v1.sig2"],
+     ["v1", "v1.sig2"]),
+    # Go semantics that Python's re would get wrong.
+    ("dollar-is-end-of-text", ["a$"], ["a", "a\n", "ba"], ["a\n"]),
+    ("multiline-dollar-opt-in", ["(?m)a$"], ["a\nb", "ab"], ["ab"]),
+    ("digit-is-ascii", ["^\\d+$"], ["123", "\u0661\u0662", "1a"], ["\u0661\u0662", "1a"]),
+    ("word-is-ascii", ["^\\w+$"], ["abc", "\u00e9t\u00e9"], ["\u00e9t\u00e9"]),
+    ("space-excludes-vtab", ["\\s"], ["a b", "a\x0bb"], ["a\x0bb"]),
+    ("dot-is-a-rune", ["^.$"], ["\u00e9", "ab"], ["ab"]),
+    ("case-insensitive-flag", ["(?i)RC"], ["1.0-rc1", "1.0"], ["1.0"]),
+    ("lone-surrogate-tag", ["x"], ["\ud800", "x"], ["\ud800"]),
+]
+
+
+@pytest.mark.parametrize(("patterns", "tags", "kept"), [c[1:] for c in FILTER_CASES],
+                         ids=[c[0] for c in FILTER_CASES])
+def test_filter(patterns: list[str], tags: list[str], kept: list[str]) -> None:
+    assert compile_exclusions(patterns).apply(tags) == kept
+
+
+INVALID_PATTERNS = [
+    ("unclosed-class", "[=", "failed to compile regex [=: missing ]: [="),
+    ("python-end-anchor", "\\Z", "failed to compile regex \\Z: invalid escape sequence: \\Z"),
+    ("re2-byte-escape", "a\\C", "failed to compile regex a\\C: invalid escape sequence: \\C"),
+    ("trailing-backslash", "x\\", "failed to compile regex x\\: trailing \\"),
+    ("backreference", "(a)\\1", "failed to compile regex (a)\\1: invalid escape sequence: \\1"),
+    ("lookahead", "a(?=b)", "failed to compile regex a(?=b): invalid perl operator: (?="),
+    ("repeat-too-big", "a{1001}",
+     "failed to compile regex a{1001}: invalid repetition size: {1001}"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "message"), [c[1:] for c in INVALID_PATTERNS],
+                         ids=[c[0] for c in INVALID_PATTERNS])
+def test_invalid_pattern(pattern: str, message: str) -> None:
+    with pytest.raises(ExclusionError) as caught:
+        compile_exclusions(["ok", pattern])
+    assert str(caught.value) == message
+
+
+GO_VALID_ESCAPES = [
+    ("escaped-backslash-then-c", "\\\\C", ["\\C", "C"], ["C"]),
+    ("quoted-c", "\\Qa\\C\\E", ["a\\C", "aC"], ["aC"]),
+    ("quote-ends-at-first-backslash-e", "\\Qa\\\\E", ["a\\", "a"], ["a"]),
+]
+
+
+@pytest.mark.parametrize(("pattern", "tags", "kept"), [c[1:] for c in GO_VALID_ESCAPES],
+                         ids=[c[0] for c in GO_VALID_ESCAPES])
+def test_backslash_c_only_rejected_where_go_rejects_it(
+    pattern: str, tags: list[str], kept: list[str]
+) -> None:
+    assert compile_exclusions([pattern]).apply(tags) == kept
+
+
+def test_quote_does_not_hide_a_later_backslash_c() -> None:
+    with pytest.raises(ExclusionError, match="invalid escape sequence"):
+        compile_exclusions(["\\Qa\\E\\C"])
+
+
+def test_pathological_pattern_finishes() -> None:
+    # RE2 matches in linear time; a backtracking engine would not return from this.
+    tags = ["a" * 10000 + "b", "a" * 20]
+    assert compile_exclusions(["(a+)+$"]).apply(tags) == [tags[0]]
+    assert compile_exclusions(["^(a|aa)+$"]).apply(tags) == [tags[0]]
+
+
+LATEST_CASES = [
+    # Contract §2.8.5 / TestGetLatestTags.
+    ("semver-like", ["1.0.0", "0.0.8", "1.2.5", "3.0.1", "1.0.1"],
+     ["3.0.1", "1.2.5", "1.0.1", "1.0.0", "0.0.8"]),
+    ("numbers-as-strings", ["-62", "-88", "73", "72", "15", "16", "15", "29", "-33", "-91",
+                            "100", "101"],
+     ["73", "72", "29", "16", "15", "15", "101", "100", "-91", "-88"]),
+    ("words-truncated", ["aardvark", "ant", "bear", "cat", "dog", "eagle", "fox", "gnu",
+                         "hare", "ibex", "jackal", "koala"],
+     ["koala", "jackal", "ibex", "hare", "gnu", "fox", "eagle", "dog", "cat", "bear"]),
+    ("empty", [], []),
+    ("upper-before-lower-bytewise", ["a", "B", "b", "A"], ["b", "a", "B", "A"]),
+    ("utf8-bytes-not-code-units", ["\uffff", "\U0001f600"], ["\U0001f600", "\uffff"]),
+]
+
+
+@pytest.mark.parametrize(("tags", "latest"), [c[1:] for c in LATEST_CASES],
+                         ids=[c[0] for c in LATEST_CASES])
+def test_latest_tags(tags: list[str], latest: list[str]) -> None:
+    assert latest_tags(tags) == latest
+
+
+@pytest.mark.parametrize(("n", "expected"),
+                         [(0, []), (-1, []), (2, ["c", "b"]), (5, ["c", "b", "a"])],
+                         ids=["zero", "negative", "fewer", "more-than-available"])
+def test_latest_tags_count(n: int, expected: list[str]) -> None:
+    assert latest_tags(["a", "c", "b"], n) == expected
+
+
+def test_revision_definition() -> None:
+    expected = "sha256:" + hashlib.sha256(b"1.0\n2.0\nlatest").hexdigest()
+    assert tags_revision(["latest", "2.0", "1.0", "2.0"]) == expected
+    assert tags_revision([]) == "sha256:" + hashlib.sha256(b"").hexdigest()
+
+
+_tags = st.lists(st.text(min_size=1, max_size=20), max_size=30)
+
+
+@given(_tags, st.randoms(use_true_random=False))
+def test_revision_ignores_order_and_repeats(tags: list[str], rnd: random.Random) -> None:
+    shuffled = tags + tags[: len(tags) // 2]
+    rnd.shuffle(shuffled)
+    assert tags_revision(shuffled) == tags_revision(tags)
+
+
+@given(_tags, st.text(min_size=1, max_size=20))
+def test_revision_changes_when_the_set_changes(tags: list[str], extra: str) -> None:
+    if extra not in tags:
+        assert tags_revision([*tags, extra]) != tags_revision(tags)
+
+
+EQUAL_CASES = [
+    # Contract §6 test 8 (TestIsEqualSliceContent) and §2.7.4 semantics.
+    ("both-empty", [], [], True),
+    ("equal", ["a", "b"], ["a", "b"], True),
+    ("same-length-different", ["a", "b"], ["a", "c"], False),
+    ("different-length", ["a"], ["a", "b"], False),
+    ("order-insensitive", ["a", "b"], ["b", "a"], True),
+    ("repeats-not-counted", ["a", "a"], ["a", "b"], True),
+    ("repeats-not-counted-other-way", ["a", "b"], ["a", "a"], False),
+    ("bar-vs-baz", ["bar"], ["baz"], False),
+]
+
+
+@pytest.mark.parametrize(("effective", "observed", "equal"), [c[1:] for c in EQUAL_CASES],
+                         ids=[c[0] for c in EQUAL_CASES])
+def test_exclusion_lists_equal(effective: list[str], observed: list[str], equal: bool) -> None:
+    assert exclusion_lists_equal(effective, observed) is equal
+
+
+@given(st.lists(st.text(max_size=5), max_size=6), st.lists(st.text(max_size=5), max_size=6))
+def test_filter_never_raises_and_keeps_a_subsequence(patterns: list[str], tags: list[str]) -> None:
+    failure = ""
+    try:
+        tag_filter = compile_exclusions(patterns)
+    except ExclusionError as err:
+        failure = str(err)
+    if failure:
+        assert failure.startswith("failed to compile regex ")
+        return
+    kept = tag_filter.apply(tags)
+    remaining = iter(tags)
+    assert all(any(tag == other for other in remaining) for tag in kept)
