@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import yaml
+from aiohttp.http_exceptions import HttpProcessingError
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
@@ -576,7 +577,9 @@ async def _watch_events(resp: aiohttp.ClientResponse) -> AsyncIterator[WatchEven
     while True:
         try:
             line = await resp.content.readline(max_line_length=_MAX_WATCH_LINE)
-        except (aiohttp.ClientError, TimeoutError) as err:
+        # HttpProcessingError: an over-long line; RuntimeError: aiohttp's "Connection closed."
+        # when the peer vanished mid-stream. Both are transport trouble, not bugs.
+        except (aiohttp.ClientError, HttpProcessingError, TimeoutError, RuntimeError) as err:
             raise ApiError(0, type(err).__name__, str(err) or "watch read failed") from err
         if not line:
             return
