@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from imagereflector.kube.client import JSONObject, NotFoundError
+from imagereflector.kube.client import JSONObject, KubeClient, NotFoundError
 from imagereflector.kube.events import (
     EventClient,
     EventForwarder,
     EventRecorder,
     ForwarderOptions,
 )
+from tests.fakes.kubeapi import running_kubeapi
 
 REPO: JSONObject = {
     "apiVersion": "image.toolkit.fluxcd.io/v1beta2",
@@ -245,3 +247,58 @@ async def test_forwarding_to_unreachable_receiver_is_only_logged(
     client = await _forward(url, ["Warning"])  # the receiver is closed now
     assert len(client.created) == 1
     assert any(r.getMessage().startswith("event forwarding failed") for r in caplog.records)
+
+
+# -- against the fake API server ---------------------------------------------------------------
+
+
+async def test_events_through_the_api(tmp_path: Path) -> None:
+    async with running_kubeapi() as api:
+        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
+        client = await KubeClient.connect(
+            kubeconfig=str(api.write_kubeconfig(tmp_path / "kubeconfig")), qps=0
+        )
+        recorder = EventRecorder(client, instance="pod-1", now=Clock())
+        task = asyncio.create_task(recorder.run(), name="test-events-api")
+        recorder.record(REPO, type="Warning", reason="Failed", message="scan failed")
+        recorder.record(REPO, type="Warning", reason="Failed", message="scan failed")
+        recorder.record(REPO, type="Normal", reason="Succeeded", message="found 3 tags")
+        await recorder.flush()
+        events = sorted(api.list("events", "apps"), key=lambda e: e["reason"])
+        assert [(e["reason"], e["count"]) for e in events] == [("Failed", 2), ("Succeeded", 1)]
+        failed = events[0]
+        assert failed["firstTimestamp"] == "2024-05-01T12:00:01Z"
+        assert failed["lastTimestamp"] == "2024-05-01T12:00:02Z"
+        assert failed["involvedObject"]["uid"] == "u-1"
+        # An Event that expired (deleted) is recreated on the next repeat.
+        api.delete("events", "apps", failed["metadata"]["name"])
+        recorder.record(REPO, type="Warning", reason="Failed", message="scan failed")
+        await recorder.flush()
+        again = [e for e in api.list("events", "apps") if e["reason"] == "Failed"]
+        assert [e["count"] for e in again] == [1]
+        assert len(api.calls(verb="create", resource="events")) == 3
+        assert len(api.calls(verb="patch", resource="events")) == 2
+        recorder.stop()
+        await task
+        await client.close()
+
+
+async def test_event_write_failures_are_only_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_kubeapi() as api:
+        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
+        client = await KubeClient.connect(
+            kubeconfig=str(api.write_kubeconfig(tmp_path / "kubeconfig")), qps=0
+        )
+        recorder = EventRecorder(client, instance="pod-1", now=Clock())
+        task = asyncio.create_task(recorder.run(), name="test-events-fail")
+        api.fail_next("POST", r"/events", 500)
+        recorder.record(REPO, type="Warning", reason="Failed", message="lost")
+        recorder.record(REPO, type="Warning", reason="Failed", message="kept")
+        await recorder.flush()
+        assert [e["message"] for e in api.list("events", "apps")] == ["kept"]
+        assert any("unable to write Kubernetes event" in r.getMessage() for r in caplog.records)
+        recorder.stop()
+        await task
+        await client.close()
