@@ -10,13 +10,15 @@ does.
 
 Two lookups, as Flux v0.31 does them (contract §2.5):
 
-* ``DockerConfig.lookup`` serves ``spec.secretRef``: every key is normalised to
+* ``DockerConfig.lookup`` (None when missing) and ``DockerConfig.require`` (raises
+  ``AuthNotFoundError``) serve ``spec.secretRef``: every key is normalised to
   ``host[:port]`` and compared exactly with the image's registry string, except that
   Docker Hub images also accept the keys ``docker.io``, ``index.docker.io``,
   ``registry-1.docker.io`` and ``https://index.docker.io/v1/`` (contract A4).
-* ``PullSecretKeyring`` serves a service account's ``imagePullSecrets``: keys keep a path
-  (``quay.io/org``), host labels may hold ``*`` globs, and the most specific key (reverse
-  lexicographic order) that matches the canonical repository wins.
+* ``PullSecretKeyring`` / ``keyring_lookup`` serve a service account's
+  ``imagePullSecrets``: keys keep a path (``quay.io/org``), host labels may hold ``*``
+  globs, and the most specific key (reverse lexicographic order) that matches the
+  canonical repository wins.
 
 Where v0.31 iterates a Go map (random order), the choice here is fixed: a key naming the
 registry exactly beats a Docker Hub alias, then the earlier key in the document wins, then
