@@ -61,7 +61,7 @@ from tests.fakes.kubeapi_routes import (
     parse_request,
     truthy,
 )
-from tests.fakes.kubeapi_store import PATCH_TYPES, Store, Watcher
+from tests.fakes.kubeapi_store import PATCH_TYPES, Store
 from tests.fakes.kubeapi_types import (
     JSON,
     STALE_OBJECT,
@@ -71,6 +71,7 @@ from tests.fakes.kubeapi_types import (
     no_such_resource,
     reason_for,
 )
+from tests.fakes.kubeapi_watch import Watcher
 
 __all__ = ["ApiStatusError", "FakeKubeAPI", "RequestRecord", "running_kubeapi"]
 
@@ -83,6 +84,7 @@ _FAULT_MESSAGES = {
     503: "the server is currently unable to handle the request",
     504: "the server was unable to return a response in the time allotted",
 }
+_INFO = web.RequestKey("info", RequestInfo)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -130,6 +132,7 @@ class FakeKubeAPI:
         """Seconds between BOOKMARK events on watches that allow them."""
         self._token = token
         self._faults: builtins.list[_Fault] = []
+        self._arrivals = asyncio.Condition()
         self._running = asyncio.Event()
         self._running.set()
         self._resume_handle: asyncio.TimerHandle | None = None
@@ -313,16 +316,32 @@ class FakeKubeAPI:
             and (namespace is None or r.namespace == namespace)
         ]
 
+    async def wait_for_calls(self, count: int = 1, *, verb: str | None = None,
+                             resource: str | None = None, subresource: str | None = None,
+                             namespace: str | None = None) -> builtins.list[RequestRecord]:
+        """Wait until at least ``count`` matching requests have arrived; return them all.
+
+        Arrival is recorded before pauses and faults apply, so this also tells a test that
+        a held request is being held. Callers bound the wait themselves if they need to.
+        """
+        filters = {"verb": verb, "resource": resource, "subresource": subresource,
+                   "namespace": namespace}
+        async with self._arrivals:
+            await self._arrivals.wait_for(lambda: len(self.calls(**filters)) >= count)
+        return self.calls(**filters)
+
     # --- HTTP -----------------------------------------------------------------------------
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         query = dict(request.query)
         info = parse_request(request.method, request.path, query, self.store)
-        request["info"] = info
+        request[_INFO] = info
         self.requests.append(RequestRecord(
             request.method, request.path, query, info.verb, info.resource, info.subresource,
             info.namespace, info.name, info.group, "Authorization" in request.headers))
+        async with self._arrivals:
+            self._arrivals.notify_all()
         await self._running.wait()
         if self._down:
             # A keep-alive connection that outlived go_down(): reset it like a dead server.
@@ -358,7 +377,7 @@ class FakeKubeAPI:
                               retry_after=fault.retry_after)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        info: RequestInfo = request["info"]
+        info = request[_INFO]
         if not info.resource_request or not info.resource:
             return self._non_resource(request)
         rt = info.rt

@@ -24,7 +24,6 @@ Invariants (each mirrors the real API server):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import builtins
 import copy
@@ -35,7 +34,6 @@ import re
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from tests.fakes.kubeapi_match import (
     FieldRequirement,
@@ -59,6 +57,7 @@ from tests.fakes.kubeapi_types import (
     invalid,
     not_found,
 )
+from tests.fakes.kubeapi_watch import Change, Watcher, present
 
 _SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                 "generation", "namespace", "name", "selfLink")
@@ -83,74 +82,11 @@ def version_priority(version: str) -> tuple[int, int, int]:
     return (level, -int(m.group(1)), -int(m.group(3) or 0))
 
 
-@dataclass(frozen=True, slots=True)
-class _Change:
-    rv: int
-    type: str
-    key: tuple[str, str]
-    obj: JSON
-    prev: JSON | None
-
-
-def _present(obj: JSON, rt: ResourceType) -> JSON:
-    out = copy.deepcopy(obj)
-    out["apiVersion"] = rt.api_version
-    out["kind"] = rt.kind
-    return out
-
-
 def _meta(obj: JSON) -> JSON:
     meta = obj.setdefault("metadata", {})
     if not isinstance(meta, dict):
         raise bad_request("metadata must be an object")
     return meta
-
-
-class Watcher:
-    """One open watch: a queue of encoded events for the HTTP front to stream."""
-
-    def __init__(self, rt: ResourceType, namespace: str | None,
-                 labels: Sequence[Requirement], fields: Sequence[FieldRequirement]) -> None:
-        self.rt = rt
-        self._namespace = namespace
-        self._labels = labels
-        self._fields = fields
-        self.queue: asyncio.Queue[JSON | None] = asyncio.Queue()
-        """Events in order; ``None`` only wakes the reader to look at :attr:`cut`."""
-        self.cut: str | None = None
-        """``"abort"`` (drop the connection) or ``"end"`` (finish the stream) once cut."""
-
-    def matches(self, obj: JSON) -> bool:
-        """Whether ``obj`` passes this watch's namespace, label and field filters."""
-        meta = obj.get("metadata", {})
-        if self._namespace is not None and meta.get("namespace") != self._namespace:
-            return False
-        return labels_match(self._labels, obj) and fields_match(self._fields, obj)
-
-    def put(self, type_: str, obj: JSON) -> None:
-        """Queue one event whose object is presented in this watch's version."""
-        self.queue.put_nowait({"type": type_, "object": _present(obj, self.rt)})
-
-    def offer(self, change: _Change) -> None:
-        """Queue what ``change`` looks like through this watch's filters, if anything."""
-        if change.key != self.rt.storage_key:
-            return
-        now = self.matches(change.obj)
-        before = change.prev is not None and self.matches(change.prev)
-        if change.type == "MODIFIED" and before and not now:
-            assert change.prev is not None
-            gone = copy.deepcopy(change.prev)
-            gone["metadata"]["resourceVersion"] = str(change.rv)
-            self.put("DELETED", gone)
-        elif change.type == "MODIFIED" and now and not before:
-            self.put("ADDED", change.obj)
-        elif now:
-            self.put(change.type, change.obj)
-
-    def stop(self, mode: str) -> None:
-        """Ask the stream to end: ``"abort"`` mid-stream, or ``"end"`` cleanly."""
-        self.cut = mode
-        self.queue.put_nowait(None)
 
 
 class Store:
@@ -159,7 +95,7 @@ class Store:
     def __init__(self, *, history_limit: int = 1000, flux_types: bool = True) -> None:
         self._rv = 1
         self._floor = 1
-        self._history: deque[_Change] = deque()
+        self._history: deque[Change] = deque()
         self._history_limit = history_limit
         self._objects: dict[tuple[str, str], dict[tuple[str, str], JSON]] = {}
         self._types: dict[tuple[str, str, str], ResourceType] = {}
@@ -210,7 +146,7 @@ class Store:
         obj = self._bucket(rt).get(((namespace or "") if rt.namespaced else "", name))
         if obj is None:
             raise not_found(rt, name)
-        return _present(obj, rt)
+        return present(obj, rt)
 
     def list(self, rt: ResourceType, namespace: str | None, *,
              labels: Sequence[Requirement] = (), fields: Sequence[FieldRequirement] = (),
@@ -236,7 +172,7 @@ class Store:
             list_meta["continue"] = base64.b64encode(token.encode()).decode()
             list_meta["remainingItemCount"] = len(items) - limit
             items = items[:limit]
-        presented = [_present(obj, rt) for obj in items]
+        presented = [present(obj, rt) for obj in items]
         if not rt.custom:
             # Typed Go lists encode items without TypeMeta; clients must not rely on it.
             for item in presented:
@@ -255,7 +191,7 @@ class Store:
             self._bucket(rt).pop(key, None)
         else:
             self._bucket(rt)[key] = obj
-        change = _Change(self._rv, type_, rt.storage_key, copy.deepcopy(obj),
+        change = Change(self._rv, type_, rt.storage_key, copy.deepcopy(obj),
                          copy.deepcopy(prev) if prev is not None else None)
         if len(self._history) >= self._history_limit:
             self._floor = self._history.popleft().rv
@@ -330,7 +266,7 @@ class Store:
             obj.pop("status", None)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         self._prepare(rt, obj, None)
-        return _present(self._commit(rt, "ADDED", obj, None), rt)
+        return present(self._commit(rt, "ADDED", obj, None), rt)
 
     def _prepare(self, rt: ResourceType, obj: JSON, old: JSON | None) -> None:
         """Per-kind defaulting the real registry strategies do on create and update."""
@@ -424,14 +360,14 @@ class Store:
                               f"be added if the object is being deleted, found new finalizers "
                               f"{sorted(added)}")
         if new == current:
-            return _present(current, rt)
+            return present(current, rt)
         if rt.has_generation and self._spec_of(rt, new) != self._spec_of(rt, current):
             new["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             gone = self._commit(rt, "DELETED", new, current)
             self._finish_namespace(gone["metadata"].get("namespace", ""))
-            return _present(gone, rt)
-        return _present(self._commit(rt, "MODIFIED", new, current), rt)
+            return present(gone, rt)
+        return present(self._commit(rt, "MODIFIED", new, current), rt)
 
     @staticmethod
     def _spec_of(rt: ResourceType, obj: JSON) -> JSON:
@@ -500,19 +436,19 @@ class Store:
                 raise conflict(rt, name, f"Precondition failed: {label} in precondition: "
                                f"{pre[field_]}, {label} in object meta: {meta.get(field_)}")
         if rt.storage_key == ("", "namespaces"):
-            return _present(self._delete_namespace(rt, current), rt)
+            return present(self._delete_namespace(rt, current), rt)
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp"):
-                return _present(current, rt)
+                return present(current, rt)
             marked = copy.deepcopy(current)
             self._mark_deleting(marked)
-            return _present(self._commit(rt, "MODIFIED", marked, current), rt)
+            return present(self._commit(rt, "MODIFIED", marked, current), rt)
         gone = self._commit(rt, "DELETED", copy.deepcopy(current), current)
         if rt.storage_key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             self._drop_crd(gone)
         self._finish_namespace(gone["metadata"].get("namespace", ""))
         if rt.delete_returns_object:
-            return _present(gone, rt)
+            return present(gone, rt)
         details: JSON = {"name": name, "kind": rt.plural, "uid": meta.get("uid")}
         if rt.group:
             details["group"] = rt.group
@@ -570,7 +506,7 @@ class Store:
         for t in self._namespaced_storages():
             if any(ns == name for ns, _ in self._bucket(t)):
                 return None
-        return _present(self._commit(rt, "DELETED", copy.deepcopy(ns_obj), ns_obj), rt)
+        return present(self._commit(rt, "DELETED", copy.deepcopy(ns_obj), ns_obj), rt)
 
     # --- watch ----------------------------------------------------------------------------
 
