@@ -16,7 +16,8 @@ Invariants:
   ever posted to the registry itself).
 * A credential is opened and closed per login, so it reads the environment as it is now
   and leaves no session behind; the token cache makes logins rare.
-* Error texts carry status codes and ACR error codes, never a response body or a token.
+* Error texts carry status codes, ACR error codes and azure-identity's per-credential
+  summaries, never a response body or a token.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ import aiohttp
 from azure.core.exceptions import AzureError
 from azure.identity.aio import DefaultAzureCredential
 
-from imagereflector.credentials.providers.base import ProviderError, ProviderToken, sanitize
+from imagereflector.credentials.providers.base import (
+    MAX_CAUSE_CHARS,
+    ProviderError,
+    ProviderToken,
+    sanitize,
+)
 from imagereflector.credentials.providers.classify import AZURE, azure_cloud
 from imagereflector.registry.types import Credentials
 
@@ -48,6 +54,8 @@ _CHAIN: Final = {
 }
 _ERROR_CODE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 _CHUNK: Final = 64 * 1024
+# Where azure-identity starts quoting a response body in an error message.
+_BODY_MARKERS: Final = ('"', "{", "Content:", "Response:", "\n")
 
 
 def acr_exchange_url(host: str) -> str:
@@ -111,7 +119,7 @@ class AzureLogin:
             async with DefaultAzureCredential(**_CHAIN) as credential:
                 token = await credential.get_token(scope)
         except AzureError as err:
-            raise ProviderError(DISPLAY, sanitize(str(err))) from None
+            raise ProviderError(DISPLAY, identity_error_cause(str(err))) from None
         return token.token, float(token.expires_on)
 
     async def _exchange(self, host: str, arm_token: str) -> str:
@@ -152,6 +160,35 @@ class AzureLogin:
                 raise _exchange_error(f"exchange response larger than {self._max_body} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def identity_error_cause(message: str) -> str:
+    """A one-line summary of an azure-identity error, without the bodies it quotes.
+
+    ``DefaultAzureCredential`` lists one ``\t<Credential>: <message>`` line per attempt,
+    and a failed attempt's message can quote the identity endpoint's response
+    (``Unexpected response "{…}"`` followed by ``Content: …``). Each attempt is reduced to
+    ``unavailable`` or to its text before the first quote, brace or ``Content:``.
+    """
+    lines = message.splitlines()
+    attempts = [line.strip() for line in lines if line.startswith("\t")]
+    if not attempts:
+        return sanitize(_before_body(message))
+    summaries = []
+    for attempt in attempts:
+        name, _, text = attempt.partition(": ")
+        brief = "unavailable" if "authentication unavailable" in text else _before_body(text)
+        summaries.append(f"{name}: {brief}")
+    return sanitize(f"{lines[0]} {'; '.join(summaries)}", limit=4 * MAX_CAUSE_CHARS)
+
+
+def _before_body(text: str) -> str:
+    cut = len(text)
+    for marker in _BODY_MARKERS:
+        index = text.find(marker)
+        if index != -1:
+            cut = min(cut, index)
+    return text[:cut].strip().rstrip(":").strip()
 
 
 def _exchange_error(cause: str) -> ProviderError:

@@ -21,20 +21,23 @@ from imagereflector.credentials.providers.classify import (
     select_provider,
 )
 
+ACCOUNT = "012345678901"
+US_EAST = EcrRegistry(ACCOUNT, "us-east-1")
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("012345678901.dkr.ecr.us-east-1.amazonaws.com", EcrRegistry("012345678901", "us-east-1")),
-        ("012345678901.dkr.ecr.us-east-1.amazonaws.com/foo", EcrRegistry("012345678901", "us-east-1")),
+        ("012345678901.dkr.ecr.us-east-1.amazonaws.com", US_EAST),
+        ("012345678901.dkr.ecr.us-east-1.amazonaws.com/foo", US_EAST),
         ("012345678901.dkr.ecr.us-east-1.amazonaws.com/foo:v1",
-         EcrRegistry("012345678901", "us-east-1")),
+         US_EAST),
         ("012345678901.dkr.ecr.cn-north-1.amazonaws.com.cn/foo",
-         EcrRegistry("012345678901", "cn-north-1")),
+         EcrRegistry(ACCOUNT, "cn-north-1")),
         # Unescaped dots in the pattern: any character stands in for them, as in Go.
-        ("012345678901xdkrxecrxeu-west-1.amazonaws.com", EcrRegistry("012345678901", "eu-west-1")),
+        ("012345678901xdkrxecrxeu-west-1.amazonaws.com", EcrRegistry(ACCOUNT, "eu-west-1")),
         # Unanchored: an ECR host anywhere in the string counts.
-        ("proxy/012345678901.dkr.ecr.us-east-1.amazonaws.com", EcrRegistry("012345678901", "us-east-1")),
+        ("proxy/012345678901.dkr.ecr.us-east-1.amazonaws.com", US_EAST),
         ("gcr.io/foo/bar:baz", None),
         ("docker.io/library/alpine", None),
         ("012345678901.dkr.ecr.us-east-1.amazonaws.org", None),
