@@ -15,7 +15,7 @@ Invariants:
 * Every login refreshes: the token cache decides when a new token is needed, so a login
   must not hand back the token the cache just declared stale.
 * google-auth's metadata errors quote the server's response body; only the text before
-  it is kept, and known tokens are redacted.
+  it is kept (``_BODY_MARKERS``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ DISPLAY: Final = "GCR"
 GCR_USERNAME: Final = "oauth2accesstoken"
 """The user name Google registries expect with an access token as password."""
 CLOUD_PLATFORM_SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
+# Where google-auth's metadata errors start quoting the server's answer: "Status: 403
+# Response:\n<body>", "Response status: 500\nResponse details:\n<body>", and the first
+# characters of an invalid JSON body after "metadata service: ".
+_BODY_MARKERS: Final = ("\n", " Response:", " Response details", "metadata service: ")
 
 
 class GcpLogin:
@@ -75,10 +79,28 @@ class GcpLogin:
             return token, _epoch(credentials.expiry)
 
 
-def _cause(err: Exception) -> str:
-    # google-auth appends "Response: <body>" to metadata errors; a body is not ours to echo.
-    text = str(err).split(" Response:", 1)[0]
-    return sanitize(text)
+def _cause(err: BaseException) -> str:
+    """The first line of google-auth's innermost message, before any quoted response."""
+    return sanitize(_before_body(_innermost_message(err)))
+
+
+def _innermost_message(err: BaseException) -> str:
+    # google-auth wraps errors as RefreshError(TransportError(message, response)); str() of
+    # a multi-argument exception is a tuple repr that would carry the response object.
+    seen = 0
+    while err.args and isinstance(err.args[0], BaseException) and seen < 10:
+        err = err.args[0]
+        seen += 1
+    return err.args[0] if err.args and isinstance(err.args[0], str) else str(err)
+
+
+def _before_body(text: str) -> str:
+    cut = len(text)
+    for marker in _BODY_MARKERS:
+        index = text.find(marker)
+        if index != -1:
+            cut = min(cut, index)
+    return text[:cut].strip()
 
 
 def _epoch(expiry: object) -> float | None:

@@ -56,7 +56,7 @@ class Failure:
 
 @dataclass(slots=True)
 class Recorded:
-    """One request a fake received."""
+    """One request a fake received (header names lower-cased)."""
 
     method: str
     path_qs: str
@@ -119,7 +119,8 @@ class _Fake:
         if request.method == "POST":
             form = {k: v[0] for k, v in parse_qs(await request.text()).items()}
         self.requests.append(
-            Recorded(request.method, request.path_qs, dict(request.headers), form)
+            Recorded(request.method, request.path_qs,
+                     {k.lower(): v for k, v in request.headers.items()}, form)
         )
         if self.failure is not None and self.failure_match in request.path:
             if self.failure.status == 0:
@@ -269,11 +270,15 @@ class GceMetadataFake(_Fake):
         path = request.path
         if path == f"{base}project/project-id":
             return web.Response(text="test-project", headers=headers)
-        if path == f"{base}instance/service-accounts/default/":
+        accounts = f"{base}instance/service-accounts/"
+        # google-auth asks for "default" first, then by the e-mail it learnt.
+        account = path.removeprefix(accounts).split("/", 1)[0]
+        known = account in ("default", self.email) and path.startswith(accounts)
+        if known and path == f"{accounts}{account}/":
             info = {"aliases": ["default"], "email": self.email,
                     "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}
             return web.json_response(info, headers=headers)
-        if path == f"{base}instance/service-accounts/default/token":
+        if known and path == f"{accounts}{account}/token":
             body = {"access_token": self.token, "expires_in": TOKEN_LIFETIME,
                     "token_type": "Bearer"}
             return web.json_response(body, headers=headers)
