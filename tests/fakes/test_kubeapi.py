@@ -65,8 +65,18 @@ async def raw(kube: FakeKubeAPI) -> AsyncIterator[aiohttp.ClientSession]:
 REPOS = f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}"
 
 
+# A guard, not an assertion on timing: a fake that loses an event fails instead of hanging.
+READ_GUARD = 10.0
+
+
+async def read_line(resp: aiohttp.ClientResponse) -> bytes:
+    """The next line of a stream, or a failure if none comes within the guard."""
+    async with asyncio.timeout(READ_GUARD):
+        return await resp.content.readline()
+
+
 async def read_event(resp: aiohttp.ClientResponse) -> JSONObj:
-    line = await resp.content.readline()
+    line = await read_line(resp)
     assert line, "watch stream ended"
     event: JSONObj = json.loads(line)
     return event
@@ -382,7 +392,7 @@ async def test_watch_after_compact_is_410_but_list_is_fine(
     async with raw.get(REPOS, params={"watch": "true", "resourceVersion": str(old)}) as stream:
         assert stream.status == 200
         error = await read_event(stream)
-        assert await stream.content.readline() == b""
+        assert await read_line(stream) == b""
     assert error["type"] == "ERROR"
     assert error["object"]["code"] == 410
     assert error["object"]["reason"] == "Expired"
@@ -468,11 +478,11 @@ async def test_cut_watches_breaks_streams_mid_stream(
         await read_event(stream)
         assert kube.cut_watches() == 1
         with pytest.raises(aiohttp.ClientPayloadError):
-            await stream.content.readline()
+            await read_line(stream)
     async with raw.get(REPOS, params={"watch": "true"}) as stream:
         await read_event(stream)
         assert kube.cut_watches(graceful=True) == 1
-        assert await stream.content.readline() == b""
+        assert await read_line(stream) == b""
 
 
 async def test_go_down_refuses_then_come_up_serves_same_port(kube: FakeKubeAPI) -> None:
@@ -481,7 +491,7 @@ async def test_go_down_refuses_then_come_up_serves_same_port(kube: FakeKubeAPI) 
         async with session.get(kube.url + REPOS, params={"watch": "true"}) as stream:
             await kube.go_down()
             with pytest.raises(aiohttp.ClientPayloadError):
-                await stream.content.readline()
+                await read_line(stream)
         with pytest.raises(aiohttp.ClientConnectionError):
             async with session.get(url):
                 pass
@@ -500,7 +510,8 @@ async def test_pause_holds_requests_until_resumed(
             return resp.status
 
     task = asyncio.create_task(version())
-    await kube.wait_for_calls(1)
+    async with asyncio.timeout(READ_GUARD):
+        await kube.wait_for_calls(1)
     await asyncio.sleep(0)
     assert not task.done()  # it arrived (recorded) and is held by the pause
     kube.resume()
