@@ -22,9 +22,11 @@ Where it knowingly differs from a real server:
 * ``limit``/``continue`` page over the current state, not a snapshot.
 * Deleting a CRD removes its instances at once, finalizers or not.
 * ``pause`` holds new requests; open watch streams keep flowing.
+* JSON (and YAML) bodies only: protobuf bodies get 415, so kubectl's typed generators
+  (``kubectl create namespace X``, ``create secret ...``) fail; use ``create -f``.
 * No OpenAPI documents (``/openapi/v2``, ``/openapi/v3`` are 404): ``kubectl get``,
-  ``annotate``, ``label``, ``patch``, ``delete`` and ``create``/``apply
-  --validate=false`` work; plain ``kubectl apply`` fails its client-side validation.
+  ``annotate``, ``label``, ``patch``, ``delete --wait=false`` and ``create``/``apply
+  --validate=false -f`` work; without ``--validate=false`` they fail downloading OpenAPI.
   Use ``--cache-dir`` per test so kubectl's discovery cache cannot go stale across ports.
 
 Invariants:
