@@ -83,3 +83,12 @@ class ProxyConfig:
 
     def __repr__(self) -> str:
         return f"ProxyConfig({self.address!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryAccess:
+    """How to reach one registry for one object: credentials, TLS material and proxy."""
+
+    credentials: Credentials | None = None
+    tls: TLSConfig | None = None
+    proxy: ProxyConfig | None = None

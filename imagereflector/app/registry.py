@@ -1,0 +1,25 @@
+"""Builds the process-wide registry client from settings (one per process).
+
+One client means one limiter: every object scanning a host shares its token bucket and
+its Retry-After pauses (contract A7).
+"""
+
+from __future__ import annotations
+
+from imagereflector.registry.client import ClientSettings, RegistryClient
+from imagereflector.registry.limiter import HostLimiter, SystemClock
+from imagereflector.registry.transport import NullObserver, RegistryObserver
+
+
+def build_registry_client(
+    *,
+    qps: float,
+    burst: int,
+    max_pages: int,
+    max_retry_after: float = 60.0,
+    observer: RegistryObserver | None = None,
+) -> RegistryClient:
+    """A registry client with a shared per-host limiter."""
+    limiter = HostLimiter(qps=qps, burst=burst, clock=SystemClock())
+    settings = ClientSettings(max_pages=max_pages, max_retry_after=max_retry_after)
+    return RegistryClient(limiter=limiter, observer=observer or NullObserver(), settings=settings)
