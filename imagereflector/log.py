@@ -61,8 +61,16 @@ def _timestamp(record: logging.LogRecord) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName"}
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] = dict(_context.get())
+    for key, value in vars(record).items():
+        if key not in _STANDARD and key != "fields":
+            fields[key] = value
     extra = getattr(record, "fields", None)
     if isinstance(extra, Mapping):
         fields.update(extra)

@@ -9,7 +9,8 @@ token cache). Label values never carry credentials: hosts are host[:port] only.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from prometheus_client import (
     CollectorRegistry,
@@ -159,3 +160,39 @@ def _remove(metric: Gauge | Histogram, *labels: str) -> None:
     except KeyError:
         # A series that was never recorded has nothing to remove.
         return
+
+
+class WorkqueueMetrics:
+    """Binds one workqueue's hooks (``kube.workqueue.QueueMetrics``) to client-go's names."""
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self._depth = metrics.workqueue_depth.labels(name)
+        self._adds = metrics.workqueue_adds.labels(name)
+        self._latency = metrics.workqueue_latency.labels(name)
+        self._work = metrics.workqueue_work_duration.labels(name)
+        self._retries = metrics.workqueue_retries.labels(name)
+        self._unfinished = metrics.workqueue_unfinished.labels(name)
+        self._longest = metrics.workqueue_longest.labels(name)
+
+    def add(self, *, depth: int) -> None:
+        """An item was added."""
+        self._adds.inc()
+        self._depth.set(depth)
+
+    def get(self, *, depth: int, queue_latency: float) -> None:
+        """An item was handed to a worker."""
+        self._depth.set(depth)
+        self._latency.observe(queue_latency)
+
+    def done(self, *, work_duration: float) -> None:
+        """A worker finished an item."""
+        self._work.observe(work_duration)
+
+    def retry(self) -> None:
+        """An item was scheduled for later."""
+        self._retries.inc()
+
+    def track_unfinished(self, probe: Callable[[], Any]) -> None:
+        """Read unfinished work lazily, whenever Prometheus scrapes."""
+        self._unfinished.set_function(lambda: float(probe().total_seconds))
+        self._longest.set_function(lambda: float(probe().longest_seconds))
