@@ -49,3 +49,11 @@ test: lint typecheck unit
 # Regenerate the CRDs from the pydantic models (a test fails if they drift).
 manifests: install
 	$(PY) -m imagereflector.api.crd manifests/crds
+
+.PHONY: run
+RUN_STORAGE ?= ./data
+# Run the controller against the current kubeconfig context, with a local tag store.
+run: install
+	@$(VENV)/bin/imagereflector install-crds
+	$(VENV)/bin/imagereflector controller --storage-path=$(RUN_STORAGE) \
+	  --log-encoding=console --metrics-addr=127.0.0.1:8080 --health-addr=127.0.0.1:9440

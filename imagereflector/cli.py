@@ -1,0 +1,236 @@
+"""Command line: ``imagereflector controller`` (the manager) and ``imagereflector scan``.
+
+Flag names and defaults of ``controller`` are Flux's (contract §4.1), so a Flux
+Deployment's ``args`` work unchanged. ``scan`` runs one scan through the controller's own
+code path (``controllers.scan``) with no cluster; on failure it prints the same reason
+and message the controller would put in the Ready condition and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from imagereflector import __version__
+from imagereflector.app.install import ClusterUnreachableError, install_crds
+from imagereflector.app.manager import run_controller
+from imagereflector.app.scan import ScanOptions, run_scan
+from imagereflector.config import Settings, duration_seconds, parse_bool, parse_feature_gates
+from imagereflector.log import get_logger, setup_logging
+
+
+def _add_scan_parser(sub: Any) -> None:
+    scan = sub.add_parser(
+        "scan", help="scan one image repository for tags, no cluster needed",
+        description="List the tags of IMAGE exactly as the controller would, apply the "
+        "exclusion list and print the ImageRepository status it would write.")
+    scan.add_argument("image", metavar="IMAGE",
+                      help="repository without tag or digest, e.g. ghcr.io/fluxcd/flux-cli")
+    scan.add_argument("--insecure", action="store_true",
+                      help="use plain HTTP to the registry (spec.insecure)")
+    scan.add_argument("--exclude", action="append", default=None, metavar="REGEX",
+                      help="exclusion pattern (RE2), repeatable; default '^.*\\.sig$'")
+    scan.add_argument("--docker-config", type=Path, metavar="FILE",
+                      help="a docker config.json or .dockerconfigjson to take credentials from")
+    scan.add_argument("--username", default="", help="registry user name")
+    scan.add_argument("--password", default="",
+                      help="registry password (prefer --password-stdin: argv is visible)")
+    scan.add_argument("--password-stdin", action="store_true",
+                      help="read the registry password from standard input")
+    scan.add_argument("--ca-file", type=Path, help="extra CA certificates (PEM) to trust")
+    scan.add_argument("--cert-file", type=Path, help="client certificate (PEM) for mutual TLS")
+    scan.add_argument("--key-file", type=Path, help="client private key (PEM) for mutual TLS")
+    scan.add_argument("--timeout", default="1m",
+                      help="Go duration bounding the listing (spec.timeout), default 1m")
+    scan.add_argument("--storage-path", type=Path,
+                      help="store the result in <path>/tags.db as the controller does")
+    scan.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    scan.add_argument("--max-tag-pages", type=int, default=100,
+                      help="stop with an error after this many tag pages (default 100)")
+
+
+class _GoBool(argparse.Action):
+    """A pflag-style boolean: ``--flag`` means true, ``--flag=false`` is accepted too."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?", const="true", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        try:
+            setattr(namespace, self.dest, parse_bool(str(values)))
+        except ValueError as err:
+            parser.error(f"{option_string}: {err}")
+
+
+def _go_duration(text: str) -> float:
+    try:
+        return duration_seconds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _add_controller_parser(sub: Any) -> None:
+    ctl = sub.add_parser(
+        "controller", help="run the controller (Flux image-reflector-controller flags)",
+        description="Watch ImageRepositories and ImagePolicies and reconcile them. Flag "
+        "names and defaults are Flux's image-reflector-controller's.")
+    d = Settings()
+    add = ctl.add_argument
+    add("--metrics-addr", default=d.metrics_addr, help="address of /metrics")
+    add("--events-addr", default=d.events_addr,
+        help="notification-controller URL to forward events to")
+    add("--health-addr", default=d.health_addr, help="address of /healthz and /readyz")
+    add("--storage-path", default=d.storage_path, help="directory of the tag database")
+    add("--storage-value-log-file-size", type=int, default=d.storage_value_log_file_size,
+        help="accepted for compatibility with Flux; SQLite has no value log")
+    add("--concurrent", type=int, default=d.concurrent, help="concurrent reconciles per kind")
+    for flag in ("--aws-autologin-for-ecr", "--gcp-autologin-for-gcr",
+                 "--azure-autologin-for-acr"):
+        add(flag, action=_GoBool, default=False, help="deprecated: use spec.provider")
+    add("--kube-api-qps", type=float, default=d.kube_api_qps)
+    add("--kube-api-burst", type=int, default=d.kube_api_burst)
+    add("--kubeconfig", default="", help="kubeconfig path (default: $KUBECONFIG, in-cluster)")
+    add("--log-level", default=d.log_level, choices=("trace", "debug", "info", "error"))
+    add("--log-encoding", default=d.log_encoding, choices=("json", "console"))
+    add("--enable-leader-election", action=_GoBool, default=d.enable_leader_election)
+    add("--leader-election-release-on-cancel", action=_GoBool,
+        default=d.leader_election_release_on_cancel)
+    add("--leader-election-lease-duration", type=_go_duration,
+        default=d.leader_election_lease_duration)
+    add("--leader-election-renew-deadline", type=_go_duration,
+        default=d.leader_election_renew_deadline)
+    add("--leader-election-retry-period", type=_go_duration,
+        default=d.leader_election_retry_period)
+    add("--no-cross-namespace-refs", action=_GoBool, default=d.no_cross_namespace_refs)
+    add("--min-retry-delay", type=_go_duration, default=d.min_retry_delay)
+    add("--max-retry-delay", type=_go_duration, default=d.max_retry_delay)
+    add("--feature-gates", default="", help="Key=bool,... (CacheSecretsAndConfigMaps)")
+    add("--watch-all-namespaces", action=_GoBool, default=d.watch_all_namespaces)
+    add("--watch-label-selector", default=d.watch_label_selector)
+    add("--registry-qps", type=float, default=d.registry_qps,
+        help="requests per second per registry host (0 = unlimited)")
+    add("--registry-burst", type=int, default=d.registry_burst)
+    add("--max-tag-pages", type=int, default=d.max_tag_pages,
+        help="stop a scan with an error after this many tag pages")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from parsed ``controller`` flags (and ``RUNTIME_NAMESPACE``)."""
+    return Settings(
+        metrics_addr=args.metrics_addr, events_addr=args.events_addr,
+        health_addr=args.health_addr, storage_path=args.storage_path,
+        storage_value_log_file_size=args.storage_value_log_file_size,
+        concurrent=args.concurrent, aws_autologin_for_ecr=args.aws_autologin_for_ecr,
+        gcp_autologin_for_gcr=args.gcp_autologin_for_gcr,
+        azure_autologin_for_acr=args.azure_autologin_for_acr,
+        kube_api_qps=args.kube_api_qps, kube_api_burst=args.kube_api_burst,
+        kubeconfig=args.kubeconfig, log_level=args.log_level, log_encoding=args.log_encoding,
+        enable_leader_election=args.enable_leader_election,
+        leader_election_release_on_cancel=args.leader_election_release_on_cancel,
+        leader_election_lease_duration=args.leader_election_lease_duration,
+        leader_election_renew_deadline=args.leader_election_renew_deadline,
+        leader_election_retry_period=args.leader_election_retry_period,
+        no_cross_namespace_refs=args.no_cross_namespace_refs,
+        min_retry_delay=args.min_retry_delay, max_retry_delay=args.max_retry_delay,
+        feature_gates=parse_feature_gates(args.feature_gates),
+        watch_all_namespaces=args.watch_all_namespaces,
+        watch_label_selector=args.watch_label_selector,
+        runtime_namespace=os.environ.get("RUNTIME_NAMESPACE", ""),
+        registry_qps=args.registry_qps, registry_burst=args.registry_burst,
+        max_tag_pages=args.max_tag_pages,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``imagereflector`` argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="imagereflector",
+        description="A Flux-compatible image reflector controller (image.toolkit.fluxcd.io).")
+    parser.add_argument("--version", action="version", version=f"imagereflector {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_controller_parser(sub)
+    _add_scan_parser(sub)
+    install = sub.add_parser(
+        "install-crds", help="create the ImageRepository and ImagePolicy CRDs when missing")
+    install.add_argument("--kubeconfig", default="", help="kubeconfig path")
+    return parser
+
+
+def _scan_options(args: argparse.Namespace) -> ScanOptions:
+    password: str = args.password
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    return ScanOptions(
+        image=args.image, insecure=args.insecure,
+        exclusions=tuple(args.exclude) if args.exclude else (),
+        docker_config=args.docker_config, username=args.username, password=password,
+        ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
+        timeout=args.timeout, storage_path=args.storage_path, max_tag_pages=args.max_tag_pages,
+    )
+
+
+def _run_controller(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+    except ValueError as err:
+        parser.error(str(err))
+    if not settings.watch_all_namespaces and not settings.runtime_namespace:
+        parser.error("--watch-all-namespaces=false needs RUNTIME_NAMESPACE to be set")
+    setup_logging(level=settings.log_level, encoding=settings.log_encoding)
+    if (settings.aws_autologin_for_ecr or settings.gcp_autologin_for_gcr
+            or settings.azure_autologin_for_acr):
+        get_logger("setup").error(
+            "use of deprecated flags: autologin flags have been deprecated, use "
+            "spec.provider on ImageRepository objects instead")
+    asyncio.run(run_controller(settings))
+    return 0
+
+
+def _install_crds(_: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        created = asyncio.run(install_crds(kubeconfig=args.kubeconfig or None))
+    except ClusterUnreachableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for name in created:
+        print(f"created CustomResourceDefinition {name}")
+    if not created:
+        print("CustomResourceDefinitions already present")
+    return 0
+
+
+def _scan(_: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    outcome = asyncio.run(run_scan(_scan_options(args)))
+    if outcome.error is not None:
+        reason, message = outcome.error
+        if args.output == "json":
+            print(json.dumps({"reason": reason, "message": message}))
+        print(f"{reason}: {message}", file=sys.stderr)
+        return 1
+    print(outcome.render(args.output))
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace], int]] = {
+    "controller": _run_controller,
+    "install-crds": _install_crds,
+    "scan": _scan,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``imagereflector`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return _COMMANDS[args.command](parser, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,358 @@
+"""The ImageRepository reconciler: scan on the interval and on request, report status.
+
+Shape (the same shell for every kind): take the current object → snapshot it for the
+patcher → deletion → finalizer → suspend → the inner steps, always followed by one final
+status patch, events and metrics. The inner steps are contract §2.3 with section A:
+
+1. mark progressing (and patch at once on a new generation or a reconcile request);
+2. parse the image reference (invalid ⇒ Stalled ``ImageURLInvalid``, no retry);
+3. resolve credentials, TLS and proxy (⇒ ``AuthenticationFailed``);
+4. decide whether to scan (``should_scan``, six reasons plus A3's failed-scan retry);
+5. scan and store (⇒ ``ReadOperationFailed``), or keep the last result;
+6. record canonical name and exclusion list, requeue after the interval or remainder.
+
+Invariants: Secrets are read only from the object's namespace (the resolver is handed
+``metadata.namespace``); the tag store row is keyed by ``namespace/name`` (A1) and removed
+when the object goes away; retries live in the workqueue, never here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+from pydantic import ValidationError
+
+from imagereflector.api import meta
+from imagereflector.api.duration import SECOND, format_duration
+from imagereflector.api.imagerepository import ImageRepository, ImageRepositoryStatus
+from imagereflector.controllers.scan import ScanError, TagLister, scan
+from imagereflector.credentials.resolver import CredentialResolver, CredentialsError
+from imagereflector.kube import conditions as cond
+from imagereflector.kube.client import IMAGE_REPOSITORIES
+from imagereflector.kube.events import EventType
+from imagereflector.kube.patch import PatchClient, SerialPatcher
+from imagereflector.kube.reconcile import (
+    ReconcileError,
+    Result,
+    StallingError,
+    finalize_result,
+    record_error,
+    should_set_observed_generation,
+    succeeds_when_requeued_after,
+)
+from imagereflector.metrics import Metrics
+from imagereflector.registry.reference import (
+    ImageReference,
+    InvalidReferenceError,
+    parse_image_reference,
+)
+from imagereflector.registry.tags import exclusion_lists_equal
+from imagereflector.registry.types import RegistryAccess
+from imagereflector.store.base import ObjectKey, StoreError, TagStore
+
+KIND: Final = meta.IMAGE_REPOSITORY_KIND
+CONTROLLER: Final = "imagerepository"
+
+# should_scan reasons (contract §2.7), plus A3's retry of a failed scan.
+FIRST_SCAN: Final = "first scan"
+RECONCILE_REQUESTED: Final = "reconcile requested"
+NEW_IMAGE_NAME: Final = "new image name"
+UPDATED_EXCLUSION_LIST: Final = "updated exclusion list"
+NO_TAGS_IN_DATABASE: Final = "no tags in database"
+TRIGGERED_BY_INTERVAL: Final = "triggered by interval"
+PREVIOUS_SCAN_FAILED: Final = "previous scan failed"
+
+log = logging.getLogger("imagereflector.controllers.imagerepository")
+
+
+class EventSink(Protocol):
+    """Where reconcile events go (``kube.events.EventRecorder`` in production)."""
+
+    def record(self, obj: Mapping[str, Any], *, type: EventType,
+               reason: str, message: str) -> None:
+        """Record one event for ``obj``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryDeps:
+    """What the reconciler talks to; tests hand in real or small fakes per seam."""
+
+    client: PatchClient
+    store: TagStore
+    lister: TagLister
+    resolver: CredentialResolver
+    events: EventSink
+    metrics: Metrics
+    now: Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanDecision:
+    """The outcome of ``should_scan``: scan or not, why, and when to come back."""
+
+    scan: bool
+    reason: str
+    when_ns: int
+
+
+def annotation(obj: dict[str, Any]) -> str | None:
+    """The ``reconcile.fluxcd.io/requestedAt`` value, None when absent."""
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    value = annotations.get(meta.RECONCILE_REQUEST_ANNOTATION)
+    return value if isinstance(value, str) else None
+
+
+def object_key(obj: dict[str, Any]) -> ObjectKey:
+    """The tag store key of an object."""
+    metadata = obj.get("metadata", {})
+    return ObjectKey(str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+
+
+async def should_scan(*, repo: ImageRepository, obj: dict[str, Any], ref: ImageReference,
+                      store: TagStore, now: datetime) -> ScanDecision:
+    """Contract §2.7: the first matching rule decides; a scan comes back after the interval."""
+    spec, status = repo.spec, repo.status
+    interval = spec.interval_ns()
+    last = status.last_scan_result
+    if last is None or last.scan_time is None:
+        return ScanDecision(True, FIRST_SCAN, interval)
+    requested = annotation(obj)
+    if requested is not None and requested != (status.last_handled_reconcile_at or ""):
+        return ScanDecision(True, RECONCILE_REQUESTED, interval)
+    if ref.canonical != status.canonical_image_name:
+        return ScanDecision(True, NEW_IMAGE_NAME, interval)
+    if not exclusion_lists_equal(spec.effective_exclusion_list(),
+                                 status.observed_exclusion_list or []):
+        return ScanDecision(True, UPDATED_EXCLUSION_LIST, interval)
+    # A3: a scan that failed is retried as a scan, never papered over by a no-op.
+    ready = cond.get(status.conditions, meta.READY)
+    if ready is not None and ready.status == "False" and (
+            ready.reason == meta.READ_OPERATION_FAILED_REASON):
+        return ScanDecision(True, PREVIOUS_SCAN_FAILED, interval)
+    stored = await store.scan(object_key(obj))
+    if stored is None or stored.tag_count == 0 or stored.canonical_image != ref.canonical:
+        return ScanDecision(True, NO_TAGS_IN_DATABASE, interval)
+    elapsed = int((now - last.scan_time).total_seconds() * SECOND)
+    when = interval - elapsed
+    if when < SECOND:
+        return ScanDecision(True, TRIGGERED_BY_INTERVAL, interval)
+    return ScanDecision(False, "", when)
+
+
+class ImageRepositoryReconciler:
+    """Reconciles one ImageRepository per call; safe to call concurrently for other keys."""
+
+    def __init__(self, deps: RepositoryDeps) -> None:
+        self._deps = deps
+
+    async def reconcile(self, obj: dict[str, Any]) -> Result:
+        """Reconcile ``obj`` (the informer's current copy; it is not mutated)."""
+        deps = self._deps
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        obj = copy.deepcopy(obj)
+        metadata = obj.setdefault("metadata", {})
+        name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
+        patcher = SerialPatcher(deps.client, IMAGE_REPOSITORIES, obj)
+        try:
+            # Deletion: drop the stored tags, then let the object go.
+            if metadata.get("deletionTimestamp"):
+                await deps.store.delete(object_key(obj))
+                metadata["finalizers"] = [f for f in metadata.get("finalizers") or []
+                                          if f != meta.FINALIZER]
+                await patcher.patch(obj)
+                deps.metrics.delete_object(kind=KIND, name=name, namespace=namespace)
+                return Result()
+            # The finalizer is added and the reconcile goes on in the same pass: Flux
+            # requeues here, which only delays the first scan by the minimum backoff.
+            if meta.FINALIZER not in (metadata.get("finalizers") or []):
+                metadata["finalizers"] = [*(metadata.get("finalizers") or []), meta.FINALIZER]
+                await patcher.patch(obj)
+            try:
+                repo = ImageRepository.model_validate(obj)
+            except ValidationError as err:
+                raise ReconcileError(f"invalid object: {_first_error(err)}",
+                                     reason=meta.FAILED_REASON) from err
+            if repo.spec.suspend:
+                log.info("reconciliation is suspended for this object")
+                return Result()
+            return await self._reconcile(obj, repo, patcher)
+        finally:
+            self._record_metrics(obj, started=started, now=loop.time())
+
+    def _record_metrics(self, obj: dict[str, Any], *, started: float, now: float) -> None:
+        metadata = obj.get("metadata", {})
+        name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
+        if metadata.get("deletionTimestamp"):
+            return
+        status = ImageRepositoryStatus.model_validate(obj.get("status") or {})
+        ready = cond.get(status.conditions, meta.READY)
+        metrics = self._deps.metrics
+        metrics.record_condition(kind=KIND, name=name, namespace=namespace,
+                                 status=ready.status if ready else "Unknown")
+        metrics.record_suspend(kind=KIND, name=name, namespace=namespace,
+                               suspended=bool((obj.get("spec") or {}).get("suspend")))
+        metrics.record_duration(kind=KIND, name=name, namespace=namespace,
+                                seconds=now - started)
+
+    async def _reconcile(self, obj: dict[str, Any], repo: ImageRepository,
+                         patcher: SerialPatcher) -> Result:
+        deps = self._deps
+        now = deps.now()
+        generation = int(obj["metadata"].get("generation", 0))
+        old_conditions = list(repo.status.conditions)
+        status = repo.status
+        conditions = status.conditions
+        requested = annotation(obj)
+        outcome = _Outcome()
+
+        async def progress(message: str) -> None:
+            cond.progressive_status(conditions, message, generation=generation, now=deps.now())
+            obj["status"] = status.dump()
+            await patcher.patch(obj)
+
+        result: Result = Result()
+        error: BaseException | None = None
+        try:
+            result = await self._inner(obj, repo, progress, outcome, generation=generation,
+                                       requested=requested)
+        except Exception as err:  # every failure is reported in status and retried
+            error = err
+            if not isinstance(err, ReconcileError):
+                log.exception("reconcile failed")
+        # Finalise: conditions from the outcome, one patch, events.
+        error = record_error(conditions, error, generation=generation, now=now) if error else None
+        finalized = finalize_result(
+            conditions, result=result, error=error,
+            is_success=succeeds_when_requeued_after(outcome.next_scan_seconds),
+            success_message=f"successful scan: found {outcome.found_tags} tags",
+            requested_at=requested, generation=generation, now=now)
+        if finalized.last_handled_reconcile_at is not None:
+            status.last_handled_reconcile_at = finalized.last_handled_reconcile_at
+        if should_set_observed_generation(conditions):
+            status.observed_generation = generation
+        obj["status"] = status.dump()
+        await patcher.patch(obj)
+        self._notify(obj, old_conditions, conditions, outcome.next_scan_message)
+        if finalized.error is not None:
+            raise finalized.error
+        return result
+
+    async def _inner(self, obj: dict[str, Any], repo: ImageRepository,
+                     progress: Callable[[str], Any], outcome: _Outcome, *,
+                     generation: int, requested: str | None) -> Result:
+        deps = self._deps
+        spec, status = repo.spec, repo.status
+        conditions = status.conditions
+        now = deps.now()
+        outcome.next_scan_seconds = spec.interval_ns() / SECOND
+        # 1. Report progress; a new generation or a request is shown at once.
+        cond.progressive_status(conditions, meta.PROGRESS_MESSAGE, generation=generation,
+                                now=now)
+        if generation != status.observed_generation:
+            await progress(f"processing object: new generation {status.observed_generation} "
+                           f"-> {generation}")
+        elif (requested or "") != (status.last_handled_reconcile_at or ""):
+            await progress(meta.PROGRESS_MESSAGE)
+        # 2. Parse the image reference; a bad one needs a spec change, so stall.
+        try:
+            ref = parse_image_reference(spec.image, insecure=spec.insecure)
+        except InvalidReferenceError as err:
+            raise StallingError(str(err), reason=meta.IMAGE_URL_INVALID_REASON) from err
+        cond.delete(conditions, meta.STALLED)
+        # 3. Credentials, TLS material and proxy, within the effective timeout.
+        access = await self._access(obj, repo, ref)
+        # 4. Decide whether to scan.
+        try:
+            decision = await should_scan(repo=repo, obj=obj, ref=ref, store=deps.store, now=now)
+        except StoreError as err:
+            raise ReconcileError(f"failed to determine if it's scan time: {err}",
+                                 reason=meta.FAILURE_REASON) from err
+        # 5. Scan and store, or keep what the last scan found.
+        if decision.scan:
+            await progress(f"scanning: {decision.reason}")
+            try:
+                scanned = await scan(
+                    lister=deps.lister, ref=ref, access=access,
+                    exclusions=spec.effective_exclusion_list(), timeout_ns=spec.timeout_ns(),
+                    now=deps.now(), store=deps.store, key=object_key(obj))
+            except ScanError as err:
+                raise ReconcileError(f"scan failed: {err}",
+                                     reason=meta.READ_OPERATION_FAILED_REASON) from err
+            previous = status.last_scan_result
+            outcome.found_tags = scanned.result.tag_count
+            prefix = ("no new tags found, " if previous is not None
+                      and previous.tag_count == scanned.result.tag_count
+                      else "successful scan, ")
+            outcome.next_scan_message = f"{prefix}next scan in {format_duration(decision.when_ns)}"
+            status.last_scan_result = scanned.result
+            if requested is not None:
+                status.last_handled_reconcile_at = requested
+        else:
+            outcome.found_tags = status.last_scan_result.tag_count if status.last_scan_result else 0
+            outcome.next_scan_message = ("no change in repository configuration since last "
+                                         f"scan, next scan in {format_duration(decision.when_ns)}")
+        # 6. Record what this reconcile observed; Ready is recomputed by the finaliser.
+        status.canonical_image_name = ref.canonical
+        status.observed_exclusion_list = spec.effective_exclusion_list()
+        cond.delete(conditions, meta.READY)
+        outcome.next_scan_seconds = decision.when_ns / SECOND
+        return Result(requeue_after=decision.when_ns / SECOND)
+
+    async def _access(self, obj: dict[str, Any], repo: ImageRepository,
+                      ref: ImageReference) -> RegistryAccess:
+        namespace = str(obj["metadata"].get("namespace", ""))
+        timeout_ns = repo.spec.timeout_ns()
+        try:
+            async with asyncio.timeout(timeout_ns / SECOND):
+                return await self._deps.resolver.resolve(namespace=namespace, spec=repo.spec,
+                                                         ref=ref)
+        except TimeoutError as err:
+            raise ReconcileError(
+                "failed to configure authentication options: timed out after "
+                f"{format_duration(timeout_ns)}", reason=meta.AUTHENTICATION_FAILED_REASON,
+            ) from err
+        except CredentialsError as err:
+            raise ReconcileError(f"failed to configure authentication options: {err}",
+                                 reason=meta.AUTHENTICATION_FAILED_REASON) from err
+
+    def _notify(self, obj: dict[str, Any], old: list[meta.Condition],
+                new: list[meta.Condition], next_scan_message: str) -> None:
+        """Quiet events (A6): Normal on becoming Ready or a new Ready message, Warning on
+        failure, and the routine 'next scan' note to the log only."""
+        ready = cond.get(new, meta.READY)
+        if ready is None:
+            return
+        old_ready = cond.get(old, meta.READY)
+        if cond.is_ready(new) and (not cond.is_ready(old) or old_ready is None
+                                   or old_ready.message != ready.message):
+            self._deps.events.record(obj, type="Normal", reason=ready.reason,
+                                     message=ready.message)
+        elif not cond.is_ready(new):
+            self._deps.events.record(obj, type="Warning", reason=ready.reason,
+                                     message=ready.message)
+        elif next_scan_message:
+            self._deps.events.record(obj, type="Trace", reason=meta.SUCCEEDED_REASON,
+                                     message=next_scan_message)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What the inner steps hand to the finaliser and the events."""
+
+    found_tags: int = 0
+    next_scan_message: str = ""
+    next_scan_seconds: float = 0.0
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    location = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{location}: {first.get('msg', 'invalid')}"

@@ -1,0 +1,180 @@
+"""ImageRepository → how to reach its registry: credentials, TLS material, proxy.
+
+Contract §2.5 as amended by A5: ``secretRef`` (a dockerconfigjson Secret) first, then the
+pull secrets of ``serviceAccountName``; ``certSecretRef`` gives CA and client
+certificate. Secrets and ServiceAccounts are read only from the object's own namespace:
+the reader is always called with the object's namespace, never one named in a spec.
+
+Every failure is a ``CredentialsError`` whose text follows ``failed to configure
+authentication options: `` in the Ready condition. Messages name Secrets, keys and
+types, never the values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import ssl
+from typing import Any, Final, Protocol
+
+import imagereflector.credentials.dockerconfig as dockerconfig
+from imagereflector.api.imagerepository import ImageRepositorySpec
+from imagereflector.registry.errors import TLSError
+from imagereflector.registry.reference import ImageReference
+from imagereflector.registry.transport import build_ssl_context
+from imagereflector.registry.types import Credentials, RegistryAccess, TLSConfig
+
+DOCKERCONFIGJSON: Final = "kubernetes.io/dockerconfigjson"
+DOCKERCFG: Final = "kubernetes.io/dockercfg"
+TLS_SECRET_TYPES: Final = ("Opaque", "kubernetes.io/tls", "")
+_TLS_KEYS: Final = ("tls.crt", "tls.key", "ca.crt")
+_DEPRECATED_TLS_KEYS: Final = ("certFile", "keyFile", "caFile")
+
+log = logging.getLogger("imagereflector.credentials")
+
+
+class ObjectReader(Protocol):
+    """Reads Secrets and ServiceAccounts; raises with the API's message when it cannot."""
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        """The Secret as the API returns it (``data`` base64-encoded)."""
+        ...
+
+    async def get_service_account(self, namespace: str, name: str) -> dict[str, Any]:
+        """The ServiceAccount as the API returns it."""
+        ...
+
+
+class CredentialsError(Exception):
+    """Credentials or TLS material could not be configured from the object's references."""
+
+
+def secret_value(secret: dict[str, Any], key: str) -> bytes | None:
+    """The decoded value of ``data[key]``, None when absent; bad base64 is an error."""
+    data = secret.get("data") or {}
+    if not isinstance(data, dict) or key not in data:
+        return None
+    raw = data[key]
+    name = secret.get("metadata", {}).get("name", "")
+    if not isinstance(raw, str):
+        raise CredentialsError(f"secret '{name}' key '{key}' is not a base64 string")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise CredentialsError(f"secret '{name}' key '{key}' is not valid base64") from err
+
+
+def _docker_config(secret: dict[str, Any]) -> dockerconfig.DockerConfig | None:
+    """The docker config of a pull secret of either type; None for other types."""
+    kind = secret.get("type", "")
+    if kind == DOCKERCONFIGJSON:
+        data = secret_value(secret, ".dockerconfigjson")
+        return dockerconfig.parse_dockerconfigjson(data or b"")
+    if kind == DOCKERCFG:
+        data = secret_value(secret, ".dockercfg")
+        return dockerconfig.parse_dockercfg(data or b"")
+    return None
+
+
+def tls_from_secret(secret: dict[str, Any]) -> TLSConfig:
+    """TLS material from a ``certSecretRef`` Secret, with the contract's rules and messages."""
+    name = secret.get("metadata", {}).get("name", "")
+    kind = secret.get("type", "") or ""
+    if kind not in TLS_SECRET_TYPES:
+        raise CredentialsError(f"cannot use secret '{name}' to construct TLS config: "
+                               f"invalid secret type: '{kind}'")
+    cert, key, ca = (secret_value(secret, k) for k in _TLS_KEYS)
+    if cert is None and key is None and ca is None:
+        cert, key, ca = (secret_value(secret, k) for k in _DEPRECATED_TLS_KEYS)
+        if cert is not None or key is not None or ca is not None:
+            log.warning("warning: specifying TLS auth data via `certFile`/`keyFile`/`caFile` "
+                        "is deprecated, please use `tls.crt`/`tls.key`/`ca.crt` instead")
+    if (cert is None) != (key is None):
+        raise CredentialsError(f"invalid '{name}' secret data: both certificate and private "
+                               "key need to be provided")
+    if ca is not None:
+        try:
+            ssl.create_default_context(cadata=ca.decode("ascii", errors="replace"))
+        except (ssl.SSLError, ValueError) as err:
+            raise CredentialsError("cannot append certificate into certificate pool: "
+                                   "invalid CA certificate") from err
+    tls = TLSConfig(ca_pem=ca, cert_pem=cert, key_pem=key)
+    try:
+        # Loading the material now turns a bad key pair into an authentication error
+        # instead of a confusing failure in the middle of the scan.
+        build_ssl_context(tls)
+    except TLSError as err:
+        raise CredentialsError(f"invalid '{name}' secret data: {err}") from err
+    return tls
+
+
+class CredentialResolver:
+    """Resolves an ImageRepository's registry access from its namespace's objects."""
+
+    def __init__(self, *, reader: ObjectReader) -> None:
+        self._reader = reader
+
+    async def _get_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        try:
+            return await self._reader.get_secret(namespace, name)
+        except CredentialsError:
+            raise
+        except Exception as err:
+            # The API's own message (e.g. 'secrets "x" not found') is what users search for.
+            raise CredentialsError(str(err)) from err
+
+    async def resolve(self, *, namespace: str, spec: ImageRepositorySpec,
+                      ref: ImageReference) -> RegistryAccess:
+        """Credentials and TLS for ``spec`` in ``namespace``; raises ``CredentialsError``."""
+        try:
+            return await self._resolve(namespace=namespace, spec=spec, ref=ref)
+        except dockerconfig.DockerConfigError as err:
+            raise CredentialsError(str(err)) from err
+
+    async def _resolve(self, *, namespace: str, spec: ImageRepositorySpec,
+                       ref: ImageReference) -> RegistryAccess:
+        secrets: dict[str, dict[str, Any]] = {}
+        credentials: Credentials | None = None
+        missing_in_secret: str | None = None
+        # 1. secretRef: a dockerconfigjson Secret in the object's namespace.
+        if spec.secret_ref is not None:
+            name = spec.secret_ref.name
+            secret = secrets[name] = await self._get_secret(namespace, name)
+            if secret.get("type", "") != DOCKERCONFIGJSON:
+                raise CredentialsError(f'unknown secret type "{secret.get("type", "")}"')
+            config = _docker_config(secret)
+            assert config is not None
+            credentials = config.lookup(ref.registry)
+            if credentials is None:
+                missing_in_secret = (f'auth for "{ref.registry}" not found in secret '
+                                     f"{namespace}/{name}")
+        # 2. The service account's pull secrets, when secretRef gave nothing (A5).
+        if credentials is None and spec.service_account_name:
+            credentials = await self._from_service_account(
+                namespace, spec.service_account_name, ref)
+        if credentials is None and missing_in_secret is not None:
+            raise CredentialsError(missing_in_secret)
+        # 3. certSecretRef: reuse the Secret already read when it is the same one.
+        tls = None
+        if spec.cert_secret_ref is not None:
+            name = spec.cert_secret_ref.name
+            secret = secrets.get(name) or await self._get_secret(namespace, name)
+            tls = tls_from_secret(secret)
+        return RegistryAccess(credentials=credentials, tls=tls)
+
+    async def _from_service_account(self, namespace: str, name: str,
+                                    ref: ImageReference) -> Credentials | None:
+        try:
+            account = await self._reader.get_service_account(namespace, name)
+        except Exception as err:
+            raise CredentialsError(str(err)) from err
+        configs = []
+        for entry in account.get("imagePullSecrets") or []:
+            secret_name = entry.get("name") if isinstance(entry, dict) else None
+            if not secret_name:
+                continue
+            config = _docker_config(await self._get_secret(namespace, secret_name))
+            if config is not None:
+                configs.append(config)
+        return dockerconfig.keyring_lookup(configs, ref.canonical)
