@@ -82,6 +82,8 @@ class Settings:
     registry_burst: int = 20
     max_tag_pages: int = 100
     registry_max_retry_after: float = 60.0
+    # How often the store file is checked for deletion or corruption (not a flag).
+    store_check_interval: float = 30.0
 
     def leader_election_id(self) -> str:
         """Flux's lease name, suffixed with a hash of the label selector when sharding."""

@@ -88,7 +88,7 @@ class JSONFormatter(logging.Formatter):
         if record.name != LOGGER_NAME and record.name.startswith(LOGGER_NAME + "."):
             line["logger"] = record.name[len(LOGGER_NAME) + 1:]
         line.update(_fields(record))
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return json.dumps(line, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 class ConsoleFormatter(logging.Formatter):

@@ -19,7 +19,11 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
+
+# Flux's Go client exports no ``*_created`` series; they would only cost memory here.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 
 def exponential_buckets_range(low: float, high: float, count: int) -> list[float]:

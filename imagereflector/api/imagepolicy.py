@@ -6,14 +6,17 @@ numerical wins); translating it into a selection is the policy package's job.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from imagereflector.api.common import CRD_DEFAULT, ApiModel
+from imagereflector.api.duration import INTERVAL_PATTERN
 from imagereflector.api.meta import Condition, NamespacedObjectReference
 
 Order = Literal["asc", "desc"]
+DigestReflectionPolicy = Literal["Never", "IfNotPresent", "Always"]
+DIGEST_REFLECTION_POLICIES: Final = ("Never", "IfNotPresent", "Always")
 
 
 class SemVerPolicy(ApiModel):
@@ -55,6 +58,32 @@ class ImagePolicySpec(ApiModel):
     image_repository_ref: NamespacedObjectReference = Field(alias="imageRepositoryRef")
     policy: ImagePolicyChoice
     filter_tags: TagFilter | None = Field(default=None, alias="filterTags")
+    # Digest reflection (Flux v0.35, additive): resolve the chosen tag's manifest digest.
+    digest_reflection_policy: DigestReflectionPolicy | None = Field(
+        default=None, alias="digestReflectionPolicy",
+        json_schema_extra={CRD_DEFAULT: "Never"})
+    interval: str | None = Field(default=None, pattern=INTERVAL_PATTERN)
+
+    @model_validator(mode="after")
+    def _interval_only_with_always(self) -> ImagePolicySpec:
+        if self.interval and self.effective_digest_reflection_policy() != "Always":
+            raise ValueError("spec.interval is only accepted with "
+                             "spec.digestReflectionPolicy: Always")
+        if self.effective_digest_reflection_policy() == "Always" and not self.interval:
+            raise ValueError("spec.interval is required with spec.digestReflectionPolicy: Always")
+        return self
+
+    def effective_digest_reflection_policy(self) -> DigestReflectionPolicy:
+        """``Never`` unless set."""
+        return self.digest_reflection_policy or "Never"
+
+
+class ImageRef(ApiModel):
+    """``status.latestRef``: the chosen image split into name, tag and manifest digest."""
+
+    name: str
+    tag: str
+    digest: str | None = None
 
 
 class ImagePolicyStatus(ApiModel):
@@ -63,6 +92,7 @@ class ImagePolicyStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int = Field(default=-1, alias="observedGeneration")
     latest_image: str | None = Field(default=None, alias="latestImage")
+    latest_ref: ImageRef | None = Field(default=None, alias="latestRef")
     observed_previous_image: str | None = Field(default=None, alias="observedPreviousImage")
 
 

@@ -9,7 +9,7 @@ plus ``lastScanResult.revision`` (contract A2) and ``spec.proxySecretRef`` (A10)
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, field_serializer
 
@@ -81,7 +81,7 @@ class ScanResult(ApiModel):
     def _second_precision(self, value: datetime | None) -> str | None:
         return None if value is None else truncate(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def dump(self) -> dict[str, object]:
+    def dump(self) -> dict[str, Any]:
         """Flux omits ``latestTags`` when empty but always writes ``tagCount``."""
         data = super().dump()
         if not self.latest_tags:

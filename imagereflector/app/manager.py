@@ -113,7 +113,8 @@ class Manager:
         """Notice a deleted or replaced store file, recreate it and say so once."""
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=30)
+                await asyncio.wait_for(self.stop.wait(),
+                                       timeout=self.settings.store_check_interval)
             if self.stop.is_set():
                 return
             if await self.store.check():
@@ -137,7 +138,9 @@ class Manager:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    # Full precision: the no-op message shows the remaining time to the nanosecond as
+    # Flux does; stored timestamps are truncated to seconds where they are written.
+    return datetime.now(UTC)
 
 
 async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manager:

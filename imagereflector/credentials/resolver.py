@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol
 
 import imagereflector.credentials.dockerconfig as dockerconfig
 from imagereflector.api.imagerepository import ImageRepositorySpec
+from imagereflector.kube.client import ApiError
 from imagereflector.registry.errors import TLSError
 from imagereflector.registry.reference import ImageReference
 from imagereflector.registry.transport import build_ssl_context
@@ -118,11 +119,9 @@ class CredentialResolver:
     async def _get_secret(self, namespace: str, name: str) -> dict[str, Any]:
         try:
             return await self._reader.get_secret(namespace, name)
-        except CredentialsError:
-            raise
-        except Exception as err:
+        except ApiError as err:
             # The API's own message (e.g. 'secrets "x" not found') is what users search for.
-            raise CredentialsError(str(err)) from err
+            raise CredentialsError(err.message) from err
 
     async def resolve(self, *, namespace: str, spec: ImageRepositorySpec,
                       ref: ImageReference) -> RegistryAccess:
@@ -167,8 +166,8 @@ class CredentialResolver:
                                     ref: ImageReference) -> Credentials | None:
         try:
             account = await self._reader.get_service_account(namespace, name)
-        except Exception as err:
-            raise CredentialsError(str(err)) from err
+        except ApiError as err:
+            raise CredentialsError(err.message) from err
         configs = []
         for entry in account.get("imagePullSecrets") or []:
             secret_name = entry.get("name") if isinstance(entry, dict) else None

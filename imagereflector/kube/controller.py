@@ -49,6 +49,9 @@ class Controller:
         """Run the workers until ``stop`` is set, then drain in-flight work within ``grace``."""
         self._metrics.max_concurrent_reconciles.labels(self.name).set(self._workers)
         self._metrics.active_workers.labels(self.name).set(0)
+        # Export zero-valued error counters from the start, as controller-runtime does.
+        self._metrics.reconcile_errors.labels(self.name)
+        self._metrics.terminal_reconcile_errors.labels(self.name)
         async with asyncio.TaskGroup() as group:
             for index in range(self._workers):
                 group.create_task(self._worker(), name=f"{self.name}-worker-{index}")

@@ -1,0 +1,389 @@
+"""The ImageRepository controller end to end: fake API server, real registry, real store.
+
+Each test starts the manager as ``imagereflector controller`` would and drives it the way
+a user does (create, annotate, edit, delete), then checks the status, events, store and
+metrics it leaves behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from imagereflector.api import meta
+from imagereflector.api.crd import all_crds
+from imagereflector.kube import conditions as cond
+from imagereflector.registry.tags import tags_revision
+from imagereflector.store.base import ObjectKey
+from tests.controllers.harness import (
+    REPOS,
+    Cluster,
+    conditions_of,
+    has_ready_reason,
+    is_ready_with,
+    kstatus_problems,
+    ready,
+    recorded_statuses,
+    repository,
+    start_cluster,
+)
+from tests.fakes.fronts import FaultFront
+from tests.fakes.registry import TEST_CREDS, RegistryProcess
+
+JSON = dict[str, Any]
+
+
+def crd_schema(kind: str) -> dict[str, Any]:
+    """The storage version's schema of the generated CRD of ``kind``."""
+    for document in all_crds().values():
+        if document["spec"]["names"]["kind"] == kind:
+            version = next(v for v in document["spec"]["versions"] if v["storage"])
+            schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+            return schema
+    raise AssertionError(kind)
+
+
+def annotate(cluster: Cluster, name: str, value: str, namespace: str = "default") -> None:
+    cluster.api.patch(REPOS, namespace, name, {"metadata": {"annotations": {
+        meta.RECONCILE_REQUEST_ANNOTATION: value}}})
+
+
+def scan_time(obj: JSON) -> str:
+    return str(obj["status"]["lastScanResult"]["scanTime"])
+
+
+def dockerconfig_secret(name: str, host: str, *, namespace: str = "default",
+                        creds: tuple[str, str] = TEST_CREDS) -> JSON:
+    auth = base64.b64encode(":".join(creds).encode()).decode()
+    config = json.dumps({"auths": {host: {"auth": auth}}}).encode()
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {".dockerconfigjson": base64.b64encode(config).decode()}}
+
+
+def events_for(cluster: Cluster, name: str) -> list[JSON]:
+    return [e for e in cluster.api.list("events", "default")
+            if e["involvedObject"]["name"] == name]
+
+
+async def test_first_scan_reports_every_status_field(registry: RegistryProcess,
+                                                     tmp_path: Path) -> None:
+    tags = ["1.0.0", "1.1.0", "2.0.0", "2.0.0.sig"]
+    registry.write_tags("team/app", tags)
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/team/app"))
+        obj = await cluster.wait_for(REPOS, "default", "app",
+                                     is_ready_with("successful scan: found 3 tags"))
+        status = obj["status"]
+        assert obj["metadata"]["finalizers"] == [meta.FINALIZER]
+        assert status["canonicalImageName"] == f"{registry.host}/team/app"
+        assert status["observedExclusionList"] == ["^.*\\.sig$"]
+        assert status["observedGeneration"] == obj["metadata"]["generation"]
+        result = status["lastScanResult"]
+        assert result["tagCount"] == 3
+        assert result["latestTags"] == ["2.0.0", "1.1.0", "1.0.0"]
+        assert result["revision"] == tags_revision(["1.0.0", "1.1.0", "2.0.0"])
+        conditions = conditions_of(obj)
+        assert [c.type for c in conditions] == ["Ready"]
+        assert cond.kstatus_violations(conditions, generation=obj["metadata"]["generation"],
+                                       observed_generation=status["observedGeneration"]) == []
+        stored = await cluster.manager.store.tags(ObjectKey("default", "app"))
+        assert sorted(stored) == ["1.0.0", "1.1.0", "2.0.0"]
+        await cluster.manager.events.flush()
+        normal = [e for e in events_for(cluster, "app") if e["type"] == "Normal"]
+        assert [(e["reason"], e["message"]) for e in normal] == [
+            ("Succeeded", "successful scan: found 3 tags")]
+
+
+async def test_reconcile_request_rescans_and_is_recorded(registry: RegistryProcess,
+                                                         tmp_path: Path) -> None:
+    registry.write_tags("app", ["a"])
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app"))
+        first = await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 1 tags"))
+        registry.write_tags("app", ["a", "b"])
+        annotate(cluster, "app", "2026-11-23T10:00:00Z")
+        obj = await cluster.wait_for(
+            REPOS, "default", "app",
+            lambda o: o["status"].get("lastHandledReconcileAt") == "2026-11-23T10:00:00Z"
+            and is_ready_with("found 2 tags")(o))
+        assert obj["status"]["lastScanResult"]["tagCount"] == 2
+        assert scan_time(obj) >= scan_time(first)
+        assert obj["status"]["observedGeneration"] == first["status"]["observedGeneration"]
+
+
+async def test_interval_elapses_and_rescans(registry: RegistryProcess, tmp_path: Path) -> None:
+    registry.write_tags("app", ["a"])
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app", interval="1s"))
+        await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 1 tags"))
+        registry.write_tags("app", ["a", "b", "c"])
+        await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 3 tags"))
+
+
+async def test_spec_change_without_scan_reason_is_a_no_op(
+        registry: RegistryProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    registry.write_tags("app", ["a"])
+    caplog.set_level(logging.INFO, logger="imagereflector")
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app"))
+        first = await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 1 tags"))
+        cluster.api.patch(REPOS, "default", "app", {"spec": {"timeout": "30s"}})
+        obj = await cluster.wait_for(
+            REPOS, "default", "app", lambda o: o["status"]["observedGeneration"] == 2)
+        assert scan_time(obj) == scan_time(first)
+        assert any(r.getMessage().startswith(
+            "no change in repository configuration since last scan, next scan in 59m")
+            for r in caplog.records)
+
+
+async def test_suspend_and_resume(registry: RegistryProcess, tmp_path: Path) -> None:
+    registry.write_tags("app", ["a"])
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app"))
+        await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 1 tags"))
+        cluster.api.patch(REPOS, "default", "app", {"spec": {"suspend": True}})
+        await cluster.api.wait_for_calls(2, verb="patch", resource=REPOS)
+        before = cluster.api.get(REPOS, "default", "app")
+        registry.write_tags("app", ["a", "b"])
+        annotate(cluster, "app", "while-suspended")
+        text = await cluster.scrape()
+        assert 'gotk_suspend_status{kind="ImageRepository",name="app",namespace="default"} 1.0' \
+            in text
+        after = cluster.api.get(REPOS, "default", "app")
+        assert before is not None
+        assert after is not None
+        assert after["status"] == before["status"]
+        cluster.api.patch(REPOS, "default", "app", {"spec": {"suspend": False}})
+        obj = await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 2 tags"))
+        assert obj["status"]["lastHandledReconcileAt"] == "while-suspended"
+
+
+async def test_invalid_image_stalls_without_retry(tmp_path: Path) -> None:
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("bad", "ghcr.io/app:1.0"))
+        obj = await cluster.wait_for(REPOS, "default", "bad",
+                                     has_ready_reason(meta.IMAGE_URL_INVALID_REASON))
+        conditions = conditions_of(obj)
+        stalled = cond.get(conditions, meta.STALLED)
+        assert stalled is not None
+        assert stalled.reason == meta.IMAGE_URL_INVALID_REASON
+        assert stalled.message == (".spec.image value should not contain a tag; "
+                                   "remove ':1.0'")
+        assert cond.get(conditions, meta.RECONCILING) is None
+        assert obj["status"]["observedGeneration"] == 1
+        text = await cluster.scrape()
+        assert 'controller_runtime_reconcile_errors_total{controller="imagerepository"} 0.0' \
+            in text
+
+
+async def test_missing_secret_is_authentication_failed(registry: RegistryProcess,
+                                                       tmp_path: Path) -> None:
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app",
+                                      secretRef={"name": "nope"}))
+        obj = await cluster.wait_for(REPOS, "default", "app",
+                                     has_ready_reason(meta.AUTHENTICATION_FAILED_REASON))
+        found = ready(obj)
+        assert found is not None
+        assert found.message == ('failed to configure authentication options: '
+                                 'secrets "nope" not found')
+        reconciling = cond.get(conditions_of(obj), meta.RECONCILING)
+        assert reconciling is not None
+        assert reconciling.reason == meta.PROGRESSING_WITH_RETRY_REASON
+
+
+async def test_registry_failure_backs_off_then_recovers(registry: RegistryProcess,
+                                                        tmp_path: Path) -> None:
+    registry.write_tags("app", ["a", "b"])
+    async with FaultFront(registry) as front, start_cluster(tmp_path) as cluster:
+        front.fail_next(9, status=500, path="/tags/list")
+        cluster.api.create(repository("app", f"{front.host}/app"))
+        failed = await cluster.wait_for(REPOS, "default", "app",
+                                        has_ready_reason(meta.READ_OPERATION_FAILED_REASON))
+        found = ready(failed)
+        assert found is not None
+        assert found.message.startswith("scan failed: ")
+        obj = await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 2 tags"))
+        assert obj["status"]["lastScanResult"]["tagCount"] == 2
+        text = await cluster.scrape()
+        assert 'controller_runtime_reconcile_total{controller="imagerepository",result="error"}' \
+            in text
+        await cluster.manager.events.flush()
+        warnings = [e for e in events_for(cluster, "app") if e["type"] == "Warning"]
+        assert warnings
+        assert all(e["reason"] == meta.READ_OPERATION_FAILED_REASON for e in warnings)
+
+
+async def test_exclusion_list_change_rescans(registry: RegistryProcess, tmp_path: Path) -> None:
+    registry.write_tags("app", ["1.0", "1.0-rc", "2.0"])
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app"))
+        await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 3 tags"))
+        cluster.api.patch(REPOS, "default", "app", {"spec": {"exclusionList": ["-rc$"]}})
+        obj = await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 2 tags"))
+        assert obj["status"]["observedExclusionList"] == ["-rc$"]
+
+
+async def test_deleted_store_file_triggers_rescan(registry: RegistryProcess, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    registry.write_tags("app", ["a"])
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app"))
+        first = await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 1 tags"))
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(cluster.settings.storage_path) / f"tags.db{suffix}"
+            path.unlink(missing_ok=True)
+        registry.write_tags("app", ["a", "b"])
+        await cluster.wait_for(REPOS, "default", "app",
+                               lambda o: scan_time(o) > scan_time(first)
+                               or is_ready_with("found 2 tags")(o))
+        assert await cluster.manager.store.tags(ObjectKey("default", "app"))
+        recreated = [r for r in caplog.records if "tag store was missing" in r.getMessage()]
+        assert len(recreated) == 1
+
+
+async def test_delete_removes_finalizer_and_rows(registry: RegistryProcess,
+                                                 tmp_path: Path) -> None:
+    registry.write_tags("app", ["a"])
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app"))
+        await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 1 tags"))
+        cluster.api.delete(REPOS, "default", "app")
+        await cluster.wait_gone(REPOS, "default", "app")
+        assert await cluster.manager.store.scan(ObjectKey("default", "app")) is None
+        text = await cluster.scrape()
+        assert 'name="app"' not in text
+
+
+async def test_dropped_watch_and_410_miss_nothing(registry: RegistryProcess,
+                                                  tmp_path: Path) -> None:
+    registry.write_tags("app", ["a"])
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("one", f"{registry.host}/app"))
+        await cluster.wait_for(REPOS, "default", "one", is_ready_with("found 1 tags"))
+        cluster.api.cut_watches()
+        cluster.api.create(repository("two", f"{registry.host}/app"))
+        cluster.api.compact()
+        cluster.api.cut_watches()
+        annotate(cluster, "one", "after-410")
+        cluster.api.create(repository("three", f"{registry.host}/app"))
+        for name in ("two", "three"):
+            await cluster.wait_for(REPOS, "default", name, is_ready_with("found 1 tags"))
+        await cluster.wait_for(REPOS, "default", "one",
+                               lambda o: o["status"].get("lastHandledReconcileAt") == "after-410")
+
+
+async def test_pull_secret_via_service_account(basic_registry: RegistryProcess,
+                                               tmp_path: Path) -> None:
+    basic_registry.write_tags("private", ["x", "y"])
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(dockerconfig_secret("pull", basic_registry.host))
+        cluster.api.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                            "metadata": {"name": "scanner", "namespace": "default"},
+                            "imagePullSecrets": [{"name": "pull"}]})
+        cluster.api.create(repository("private", f"{basic_registry.host}/private",
+                                      serviceAccountName="scanner"))
+        await cluster.wait_for(REPOS, "default", "private", is_ready_with("found 2 tags"))
+
+
+async def test_secret_ref_with_wrong_password_never_leaks(basic_registry: RegistryProcess,
+                                                          tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    planted = "Planted-Password-7c1e"
+    basic_registry.write_tags("private", ["x"])
+    caplog.set_level(logging.DEBUG, logger="imagereflector")
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(dockerconfig_secret("creds", basic_registry.host,
+                                               creds=(TEST_CREDS[0], planted)))
+        cluster.api.create(repository("private", f"{basic_registry.host}/private",
+                                      secretRef={"name": "creds"}))
+        obj = await cluster.wait_for(REPOS, "default", "private",
+                                     has_ready_reason(meta.READ_OPERATION_FAILED_REASON))
+        await cluster.manager.events.flush()
+        visible = [json.dumps(obj), json.dumps(cluster.api.list("events", "default")),
+                   await cluster.scrape(), caplog.text]
+        assert all(planted not in text for text in visible)
+        encoded = base64.b64encode(f"{TEST_CREDS[0]}:{planted}".encode()).decode()
+        assert all(encoded not in text for text in visible)
+
+
+async def test_mutual_tls_via_cert_secret(mtls_registry: RegistryProcess,
+                                          tmp_path: Path) -> None:
+    await mtls_registry.push_tags("secure", ["1", "2"])
+    ca, client = mtls_registry.ca, mtls_registry.client
+    assert ca is not None
+    assert client is not None
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                            "metadata": {"name": "tls", "namespace": "default"},
+                            "data": {k: base64.b64encode(v).decode() for k, v in (
+                                ("tls.crt", client.cert_pem), ("tls.key", client.key_pem),
+                                ("ca.crt", ca.cert_pem))}})
+        cluster.api.create(repository("secure", f"{mtls_registry.host}/secure",
+                                      certSecretRef={"name": "tls"}))
+        await cluster.wait_for(REPOS, "default", "secure", is_ready_with("found 2 tags"))
+
+
+async def test_metrics_carry_flux_names_and_labels(registry: RegistryProcess,
+                                                   tmp_path: Path) -> None:
+    registry.write_tags("app", ["a"])
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app"))
+        await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 1 tags"))
+        text = await cluster.scrape()
+        labels = 'kind="ImageRepository",name="app",namespace="default"'
+        for line in (f'gotk_reconcile_condition{{{labels},status="True",type="Ready"}} 1.0',
+                     f'gotk_suspend_status{{{labels}}} 0.0',
+                     f'gotk_reconcile_duration_seconds_count{{{labels}}}',
+                     'controller_runtime_reconcile_total{controller="imagerepository",'
+                     'result="requeue_after"}',
+                     'controller_runtime_max_concurrent_reconciles{controller="imagerepository"}'
+                     ' 4.0',
+                     'workqueue_adds_total{name="imagerepository"}',
+                     'rest_client_requests_total{code="200",host="127.0.0.1:',
+                     f'imagereflector_registry_requests_total{{code="200",host="{registry.host}"'):
+            assert line in text, line
+        assert re.search(r'rest_client_requests_total\{code="200",host="[^"]+",method="PATCH"\}',
+                         text)
+        assert "_created" not in text
+
+
+async def test_every_status_written_is_kstatus_compliant(registry: RegistryProcess,
+                                                         tmp_path: Path) -> None:
+    registry.write_tags("app", ["a", "b"])
+    async with FaultFront(registry) as front, start_cluster(tmp_path) as cluster, \
+            recorded_statuses(cluster.api) as seen:
+        front.fail_next(3, status=500, path="/tags/list")
+        cluster.api.create(repository("flaky", f"{front.host}/app"))
+        cluster.api.create(repository("good", f"{registry.host}/app"))
+        cluster.api.create(repository("bad", "ghcr.io/app@sha256:" + "a" * 64))
+        cluster.api.create(repository("nosecret", f"{registry.host}/app",
+                                      secretRef={"name": "missing"}))
+        await cluster.wait_for(REPOS, "default", "flaky", is_ready_with("found 2 tags"))
+        await cluster.wait_for(REPOS, "default", "good", is_ready_with("found 2 tags"))
+        await cluster.wait_for(REPOS, "default", "bad",
+                               has_ready_reason(meta.IMAGE_URL_INVALID_REASON))
+        await cluster.wait_for(REPOS, "default", "nosecret",
+                               has_ready_reason(meta.AUTHENTICATION_FAILED_REASON))
+        annotate(cluster, "good", "again")
+        await cluster.wait_for(REPOS, "default", "good",
+                               lambda o: o["status"].get("lastHandledReconcileAt") == "again")
+        assert len(seen) > 10
+        assert kstatus_problems(seen) == []
+        schema = crd_schema("ImageRepository")
+        for obj in seen:
+            jsonschema.validate(obj, schema, format_checker=jsonschema.FormatChecker())
+        first_progress = next(o for o in seen if o["metadata"]["name"] == "good"
+                              and (o.get("status") or {}).get("conditions"))
+        reconciling = cond.get(conditions_of(first_progress), meta.RECONCILING)
+        assert reconciling is not None
+        assert reconciling.message == "processing object: new generation -1 -> 1"
