@@ -8,7 +8,7 @@ PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # binary:package pairs the tests need on PATH.
-DEB_TOOLS := docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils tinyproxy:tinyproxy
+DEB_TOOLS := docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils tinyproxy:tinyproxy kubectl:kubernetes-client
 PYTEST_ARGS ?=
 
 .PHONY: install debs test lint typecheck unit
