@@ -26,6 +26,14 @@ from typing import Any
 from imagereflector.api import meta
 from imagereflector.app.registry import build_registry_client
 from imagereflector.config import Settings
+from imagereflector.controllers.digest import RepositoryDigestResolver
+from imagereflector.controllers.imagepolicy import CONTROLLER as POLICY_CONTROLLER
+from imagereflector.controllers.imagepolicy import (
+    REPOSITORY_INDEX,
+    ImagePolicyReconciler,
+    PolicyDeps,
+    repository_index,
+)
 from imagereflector.controllers.imagerepository import (
     CONTROLLER as REPOSITORY_CONTROLLER,
 )
@@ -36,7 +44,13 @@ from imagereflector.controllers.imagerepository import (
 from imagereflector.credentials.resolver import CredentialResolver
 from imagereflector.health import HttpEndpoint, serve_health, serve_metrics
 from imagereflector.kube import predicates
-from imagereflector.kube.client import IMAGE_REPOSITORIES, KubeClient
+from imagereflector.kube.client import (
+    IMAGE_POLICIES,
+    IMAGE_REPOSITORIES,
+    NAMESPACES,
+    JSONObject,
+    KubeClient,
+)
 from imagereflector.kube.controller import Controller
 from imagereflector.kube.events import EventForwarder, EventRecorder
 from imagereflector.kube.informer import Informer, InformerOptions, object_key
@@ -70,6 +84,8 @@ class Manager:
     store: SqliteTagStore
     kube: KubeClient
     repositories: Informer
+    policies: Informer
+    namespaces: Informer
     controllers: list[Controller]
     events: EventRecorder
     forwarder: EventForwarder | None
@@ -77,9 +93,13 @@ class Manager:
     endpoints: list[HttpEndpoint] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def ready(self) -> bool:
-        """Informers synced and the store open (``/readyz``)."""
-        return self.repositories.has_synced() and self.store.is_open
+    def informers(self) -> list[Informer]:
+        """Every informer the controllers read from."""
+        return [self.repositories, self.policies, self.namespaces]
+
+    def synced(self) -> bool:
+        """Every informer has delivered its first list."""
+        return all(informer.has_synced() for informer in self.informers())
 
     async def run(self) -> None:
         """Serve until :attr:`stop` is set; then shut down in order."""
@@ -87,17 +107,19 @@ class Manager:
                                                   self.metrics.registry))
         self.endpoints.append(await serve_health(
             self.settings.health_addr,
-            {"informers": lambda: self.repositories.has_synced(),
-             "store": lambda: self.store.is_open}))
+            {"informers": self.synced, "store": lambda: self.store.is_open}))
         informer_stop = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.repositories.run(informer_stop), name="informer:repos")
+                for informer in self.informers():
+                    group.create_task(informer.run(informer_stop),
+                                      name=f"informer:{informer.ref.plural}")
                 group.create_task(self.events.run(informer_stop), name="events")
                 if self.forwarder is not None:
                     forwarder = group.create_task(self.forwarder.run(), name="event-forwarder")
                 group.create_task(self._store_watch(), name="store-check")
-                await self.repositories.wait_synced()
+                for informer in self.informers():
+                    await informer.wait_synced()
                 log.info("informers synced, starting workers")
                 runs = [group.create_task(c.run(self.stop), name=f"controller:{c.name}")
                         for c in self.controllers]
@@ -166,14 +188,21 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
     options = InformerOptions(namespace=settings.watch_namespace(),
                               label_selector=settings.watch_label_selector or None)
     repositories = Informer(kube, IMAGE_REPOSITORIES, options=options)
+    policies = Informer(kube, IMAGE_POLICIES, options=options)
+    # Namespace labels decide cross-namespace access, so they are watched cluster-wide.
+    namespaces = Informer(kube, NAMESPACES, options=InformerOptions())
+    policies.add_index(REPOSITORY_INDEX, repository_index)
+    resolver = CredentialResolver(reader=kube)
     reconciler = ImageRepositoryReconciler(RepositoryDeps(
         client=kube, store=store, lister=registry,
-        resolver=CredentialResolver(reader=kube), events=events, metrics=metrics,
-        now=_utc_now))
-    repo_queue: RateLimitingQueue[str] = RateLimitingQueue(
-        rate_limiter=ItemExponentialFailureRateLimiter(base=settings.min_retry_delay,
-                                                       cap=settings.max_retry_delay),
-        metrics=WorkqueueMetrics(metrics, REPOSITORY_CONTROLLER))
+        resolver=resolver, events=events, metrics=metrics, now=_utc_now))
+    repo_queue = _queue(settings, metrics, REPOSITORY_CONTROLLER)
+    policy_queue = _queue(settings, metrics, POLICY_CONTROLLER)
+    policy_reconciler = ImagePolicyReconciler(PolicyDeps(
+        client=kube, store=store, repositories=_Lookup(repositories, namespaces),
+        digests=RepositoryDigestResolver(resolver=resolver, registry=registry),
+        events=events, metrics=metrics, now=_utc_now,
+        no_cross_namespace_refs=settings.no_cross_namespace_refs))
 
     async def reconcile_repository(key: str) -> Result:
         obj = repositories.get(key)
@@ -183,18 +212,95 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
             return Result()
         return await reconciler.reconcile(obj)
 
-    repositories.add_event_handler(
-        on_add=lambda obj: repo_queue.add(object_key(obj)),
-        on_update=lambda old, new: (repo_queue.add(object_key(new))
-                                    if predicates.image_repository_update(old, new) else None),
-        on_delete=lambda obj: repo_queue.add(object_key(obj)),
+    async def reconcile_policy(key: str) -> Result:
+        obj = policies.get(key)
+        if obj is None:
+            namespace, _, name = key.rpartition("/")
+            metrics.delete_object(kind=meta.IMAGE_POLICY_KIND, name=name, namespace=namespace)
+            return Result()
+        return await policy_reconciler.reconcile(obj)
+
+    def policies_of(repo: JSONObject) -> None:
+        for policy in policies.by_index(REPOSITORY_INDEX, object_key(repo)):
+            policy_queue.add(object_key(policy))
+
+    def repository_updated(old: JSONObject, new: JSONObject) -> None:
+        if predicates.image_repository_update(old, new):
+            repo_queue.add(object_key(new))
+        if repository_changed_for_policies(old, new):
+            policies_of(new)
+
+    def namespace_updated(old: JSONObject, new: JSONObject) -> None:
+        if (old.get("metadata") or {}).get("labels") == (new.get("metadata") or {}).get("labels"):
+            return
+        name = str((new.get("metadata") or {}).get("name", ""))
+        for policy in policies.list():
+            if (policy.get("metadata") or {}).get("namespace") == name:
+                policy_queue.add(object_key(policy))
+
+    def repository_added_or_deleted(obj: JSONObject) -> None:
+        repo_queue.add(object_key(obj))
+        policies_of(obj)
+
+    repositories.add_event_handler(on_add=repository_added_or_deleted,
+                                   on_update=repository_updated,
+                                   on_delete=repository_added_or_deleted)
+    policies.add_event_handler(
+        on_add=lambda obj: policy_queue.add(object_key(obj)),
+        on_update=lambda old, new: (policy_queue.add(object_key(new))
+                                    if predicates.image_policy_update(old, new) else None),
+        on_delete=lambda obj: policy_queue.add(object_key(obj)),
     )
-    controllers = [Controller(name=REPOSITORY_CONTROLLER, kind=meta.IMAGE_REPOSITORY_KIND,
-                              queue=repo_queue, reconcile=reconcile_repository,
-                              workers=settings.concurrent, metrics=metrics)]
+    namespaces.add_event_handler(on_update=namespace_updated)
+    controllers = [
+        Controller(name=REPOSITORY_CONTROLLER, kind=meta.IMAGE_REPOSITORY_KIND,
+                   queue=repo_queue, reconcile=reconcile_repository,
+                   workers=settings.concurrent, metrics=metrics),
+        Controller(name=POLICY_CONTROLLER, kind=meta.IMAGE_POLICY_KIND, queue=policy_queue,
+                   reconcile=reconcile_policy, workers=settings.concurrent, metrics=metrics),
+    ]
     return Manager(settings=settings, metrics=metrics, store=store, kube=kube,
-                   repositories=repositories, controllers=controllers, events=events,
-                   forwarder=forwarder, closers=closers)
+                   repositories=repositories, policies=policies, namespaces=namespaces,
+                   controllers=controllers, events=events, forwarder=forwarder,
+                   closers=closers)
+
+
+def _queue(settings: Settings, metrics: Metrics, name: str) -> RateLimitingQueue[str]:
+    return RateLimitingQueue(
+        rate_limiter=ItemExponentialFailureRateLimiter(base=settings.min_retry_delay,
+                                                       cap=settings.max_retry_delay),
+        metrics=WorkqueueMetrics(metrics, name))
+
+
+def repository_changed_for_policies(old: JSONObject, new: JSONObject) -> bool:
+    """Whether dependent policies must be re-evaluated (contract A2): a new scan revision,
+    a spec change (image, ACL), or deletion — not every status patch."""
+    def revision(obj: JSONObject) -> object:
+        return ((obj.get("status") or {}).get("lastScanResult") or {}).get("revision")
+
+    def generation(obj: JSONObject) -> object:
+        return (obj.get("metadata") or {}).get("generation")
+
+    return (revision(old) != revision(new) or generation(old) != generation(new)
+            or predicates.deletion_started(old, new))
+
+
+class _Lookup:
+    """Repositories and namespace labels from the informer caches (no API calls)."""
+
+    def __init__(self, repositories: Informer, namespaces: Informer) -> None:
+        self._repositories = repositories
+        self._namespaces = namespaces
+
+    def get_repository(self, namespace: str, name: str) -> JSONObject | None:
+        return self._repositories.get(f"{namespace}/{name}")
+
+    async def get_namespace_labels(self, name: str) -> dict[str, str]:
+        found = self._namespaces.get(name)
+        if found is None:
+            raise LookupError(f'namespaces "{name}" not found')
+        labels = (found.get("metadata") or {}).get("labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
 
 
 async def run_controller(settings: Settings) -> None:
