@@ -9,6 +9,7 @@ reflection noticing a re-pushed tag.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,20 @@ def latest_is(image: str) -> Any:
     def check(obj: JSON) -> bool:
         return (obj.get("status") or {}).get("latestImage") == image and cond.is_ready(
             conditions_of(obj))
+    return check
+
+
+def message_has(part: str) -> Callable[[JSON], bool]:
+    def check(obj: JSON) -> bool:
+        found = ready(obj)
+        return found is not None and part in found.message
+    return check
+
+
+def handled(value: str) -> Callable[[JSON], bool]:
+    def check(obj: JSON) -> bool:
+        return bool(obj["status"].get("lastHandledReconcileAt") == value
+                    and cond.is_ready(conditions_of(obj)))
     return check
 
 
@@ -112,8 +127,7 @@ async def test_status_patches_of_the_repository_do_not_reevaluate_policies(
         for value in ("a", "b", "c"):
             cluster.api.patch(REPOS, "default", "app", {"metadata": {"annotations": {
                 meta.RECONCILE_REQUEST_ANNOTATION: value}}})
-            await cluster.wait_for(REPOS, "default", "app", lambda o, v=value: o["status"].get(
-                "lastHandledReconcileAt") == v and cond.is_ready(conditions_of(o)))
+            await cluster.wait_for(REPOS, "default", "app", handled(value))
         assert reconciles(await cluster.scrape(), "imagepolicy") == before
 
 
@@ -202,8 +216,7 @@ async def test_cross_namespace_acl(registry: RegistryProcess, tmp_path: Path) ->
                                  "'accessFrom'")
         cluster.api.patch(REPOS, "images", "app", {"spec": {"accessFrom": {
             "namespaceSelectors": [{"matchLabels": {"tier": "prod"}}]}}})
-        obj = await cluster.wait_for(POLICIES, "team", "pol", lambda o: "mismatch" in (
-            ready(o).message if ready(o) else ""))
+        obj = await cluster.wait_for(POLICIES, "team", "pol", message_has("mismatch"))
         found = ready(obj)
         assert found is not None
         assert found.message.endswith(
