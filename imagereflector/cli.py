@@ -20,9 +20,35 @@ from typing import Any
 from imagereflector import __version__
 from imagereflector.app.install import ClusterUnreachableError, install_crds
 from imagereflector.app.manager import run_controller
+from imagereflector.app.policy import PolicyOptions, run_policy
 from imagereflector.app.scan import ScanOptions, run_scan
 from imagereflector.config import Settings, duration_seconds, parse_bool, parse_feature_gates
 from imagereflector.log import get_logger, setup_logging
+
+
+def _add_registry_options(parser: argparse.ArgumentParser) -> None:
+    """How to reach the registry: shared by ``scan`` and ``policy``."""
+    parser.add_argument("--insecure", action="store_true",
+                        help="use plain HTTP to the registry (spec.insecure)")
+    parser.add_argument("--exclude", action="append", default=None, metavar="REGEX",
+                        help="exclusion pattern (RE2), repeatable; default '^.*\\.sig$'")
+    parser.add_argument("--docker-config", type=Path, metavar="FILE",
+                        help="a docker config.json or .dockerconfigjson to take credentials "
+                        "from")
+    parser.add_argument("--username", default="", help="registry user name")
+    parser.add_argument("--password", default="",
+                        help="registry password (prefer --password-stdin: argv is visible)")
+    parser.add_argument("--password-stdin", action="store_true",
+                        help="read the registry password from standard input")
+    parser.add_argument("--ca-file", type=Path, help="extra CA certificates (PEM) to trust")
+    parser.add_argument("--cert-file", type=Path,
+                        help="client certificate (PEM) for mutual TLS")
+    parser.add_argument("--key-file", type=Path, help="client private key (PEM) for mutual TLS")
+    parser.add_argument("--timeout", default="1m",
+                        help="Go duration bounding the listing (spec.timeout), default 1m")
+    parser.add_argument("--max-tag-pages", type=int, default=100,
+                        help="stop with an error after this many tag pages (default 100)")
+    parser.add_argument("--output", "-o", choices=("text", "json"), default="text")
 
 
 def _add_scan_parser(sub: Any) -> None:
@@ -32,27 +58,35 @@ def _add_scan_parser(sub: Any) -> None:
         "exclusion list and print the ImageRepository status it would write.")
     scan.add_argument("image", metavar="IMAGE",
                       help="repository without tag or digest, e.g. ghcr.io/fluxcd/flux-cli")
-    scan.add_argument("--insecure", action="store_true",
-                      help="use plain HTTP to the registry (spec.insecure)")
-    scan.add_argument("--exclude", action="append", default=None, metavar="REGEX",
-                      help="exclusion pattern (RE2), repeatable; default '^.*\\.sig$'")
-    scan.add_argument("--docker-config", type=Path, metavar="FILE",
-                      help="a docker config.json or .dockerconfigjson to take credentials from")
-    scan.add_argument("--username", default="", help="registry user name")
-    scan.add_argument("--password", default="",
-                      help="registry password (prefer --password-stdin: argv is visible)")
-    scan.add_argument("--password-stdin", action="store_true",
-                      help="read the registry password from standard input")
-    scan.add_argument("--ca-file", type=Path, help="extra CA certificates (PEM) to trust")
-    scan.add_argument("--cert-file", type=Path, help="client certificate (PEM) for mutual TLS")
-    scan.add_argument("--key-file", type=Path, help="client private key (PEM) for mutual TLS")
-    scan.add_argument("--timeout", default="1m",
-                      help="Go duration bounding the listing (spec.timeout), default 1m")
+    _add_registry_options(scan)
     scan.add_argument("--storage-path", type=Path,
                       help="store the result in <path>/tags.db as the controller does")
-    scan.add_argument("--output", "-o", choices=("text", "json"), default="text")
-    scan.add_argument("--max-tag-pages", type=int, default=100,
-                      help="stop with an error after this many tag pages (default 100)")
+
+
+def _add_policy_parser(sub: Any) -> None:
+    policy = sub.add_parser(
+        "policy", help="show which tag a policy picks and why the others lost",
+        description="Evaluate an ImagePolicy over the tags of IMAGE (scanned live) or of "
+        "--tags-file, and print the chosen tag, the candidates in policy order and the "
+        "reason each rejected tag lost.")
+    policy.add_argument("image", metavar="IMAGE", nargs="?",
+                        help="repository to scan; omit with --tags-file")
+    policy.add_argument("--tags-file", type=Path, metavar="FILE",
+                        help="one tag per line ('-' for standard input) instead of a scan")
+    policy.add_argument("--policy-file", "-f", type=Path, metavar="FILE",
+                        help="an ImagePolicy manifest (its policy and filterTags)")
+    choice = policy.add_mutually_exclusive_group()
+    choice.add_argument("--semver", metavar="RANGE", help="semver range, e.g. '>=1.0.0 <2'")
+    choice.add_argument("--alphabetical", choices=("asc", "desc"), metavar="ORDER",
+                        help="asc (latest = last) or desc")
+    choice.add_argument("--numerical", choices=("asc", "desc"), metavar="ORDER",
+                        help="asc (latest = largest) or desc")
+    policy.add_argument("--filter-pattern", default="", metavar="REGEX",
+                        help="filterTags.pattern (RE2)")
+    policy.add_argument("--filter-extract", default="", metavar="TEMPLATE",
+                        help="filterTags.extract, e.g. '$version'")
+    policy.add_argument("--top", type=int, default=10, help="how many candidates to show")
+    _add_registry_options(policy)
 
 
 class _GoBool(argparse.Action):
@@ -157,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_controller_parser(sub)
     _add_scan_parser(sub)
+    _add_policy_parser(sub)
     install = sub.add_parser(
         "install-crds", help="create the ImageRepository and ImagePolicy CRDs when missing")
     install.add_argument("--kubeconfig", default="", help="kubeconfig path")
@@ -172,7 +207,8 @@ def _scan_options(args: argparse.Namespace) -> ScanOptions:
         exclusions=tuple(args.exclude) if args.exclude else (),
         docker_config=args.docker_config, username=args.username, password=password,
         ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
-        timeout=args.timeout, storage_path=args.storage_path, max_tag_pages=args.max_tag_pages,
+        timeout=args.timeout, storage_path=getattr(args, "storage_path", None),
+        max_tag_pages=args.max_tag_pages,
     )
 
 
@@ -218,10 +254,35 @@ def _scan(_: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if (args.image is None) == (args.tags_file is None):
+        parser.error("give exactly one of IMAGE or --tags-file")
+    reads_stdin = args.tags_file is not None and str(args.tags_file) == "-"
+    if reads_stdin and args.password_stdin:
+        parser.error("--tags-file - and --password-stdin both want standard input")
+    options = PolicyOptions(
+        scan=_scan_options(args) if args.image is not None else None,
+        tags_file=args.tags_file, stdin_text=sys.stdin.read() if reads_stdin else "",
+        policy_file=args.policy_file, semver=args.semver, alphabetical=args.alphabetical,
+        numerical=args.numerical, pattern=args.filter_pattern, extract=args.filter_extract,
+        top=args.top)
+    outcome = asyncio.run(run_policy(options))
+    if outcome.error is not None:
+        reason, message = outcome.error
+        if args.output == "json":
+            print(json.dumps({"reason": reason, "message": message}))
+        print(f"{reason}: {message}", file=sys.stderr)
+        return 1
+    print(outcome.render(args.output, top=args.top))
+    evaluation = outcome.evaluation
+    return 0 if evaluation is not None and evaluation.latest is not None else 1
+
+
 _COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace], int]] = {
     "controller": _run_controller,
     "install-crds": _install_crds,
     "scan": _scan,
+    "policy": _policy,
 }
 
 
