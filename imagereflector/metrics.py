@@ -124,6 +124,10 @@ class Metrics:
             "value a registry reported (Docker Hub pulls left in its window).", ["host"],
             registry=r)
 
+        self.token_cache_events = Counter(
+            "imagereflector_token_cache_events_total", "Cloud registry token cache lookups "
+            "by provider and event (hit or miss).", ["provider", "event"], registry=r)
+
     # Flux runtime helpers -------------------------------------------------------------
 
     def record_condition(self, *, kind: str, name: str, namespace: str, status: str) -> None:
@@ -146,6 +150,10 @@ class Metrics:
             _remove(self.reconcile_condition, kind, name, namespace, "Ready", status)
         _remove(self.suspend_status, kind, name, namespace)
         _remove(self.reconcile_duration, kind, name, namespace)
+
+    def cache_event(self, provider: str, event: str) -> None:
+        """Count one cloud token cache lookup (``TokenCacheObserver``)."""
+        self.token_cache_events.labels(provider, event).inc()
 
     # Registry observer (imagereflector.registry.client.RegistryObserver) ----------------
 

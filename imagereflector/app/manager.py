@@ -41,6 +41,8 @@ from imagereflector.controllers.imagerepository import (
     ImageRepositoryReconciler,
     RepositoryDeps,
 )
+from imagereflector.credentials.providers.classify import AutologinFlags
+from imagereflector.credentials.providers.registry import ProviderRegistry
 from imagereflector.credentials.resolver import CredentialResolver
 from imagereflector.health import HttpEndpoint, serve_health, serve_metrics
 from imagereflector.kube import predicates
@@ -192,7 +194,12 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
     # Namespace labels decide cross-namespace access, so they are watched cluster-wide.
     namespaces = Informer(kube, NAMESPACES, options=InformerOptions())
     policies.add_index(REPOSITORY_INDEX, repository_index)
-    resolver = CredentialResolver(reader=kube)
+    clouds = ProviderRegistry.default(
+        autologin=AutologinFlags(aws=settings.aws_autologin_for_ecr,
+                                 azure=settings.azure_autologin_for_acr,
+                                 gcp=settings.gcp_autologin_for_gcr),
+        observer=metrics)
+    resolver = CredentialResolver(reader=kube, clouds=clouds)
     reconciler = ImageRepositoryReconciler(RepositoryDeps(
         client=kube, store=store, lister=registry,
         resolver=resolver, events=events, metrics=metrics, now=_utc_now))

@@ -5,6 +5,10 @@ pull secrets of ``serviceAccountName``; ``certSecretRef`` gives CA and client
 certificate. Secrets and ServiceAccounts are read only from the object's own namespace:
 the reader is always called with the object's namespace, never one named in a spec.
 
+Without ``secretRef``, the cloud provider login of ``spec.provider`` applies (contract
+§2.5.2; a host of another cloud falls back to anonymous), and ``proxySecretRef`` routes
+the object's registry traffic through a proxy (A10).
+
 Every failure is a ``CredentialsError`` whose text follows ``failed to configure
 authentication options: `` in the Ready condition. Messages name Secrets, keys and
 types, never the values.
@@ -17,14 +21,16 @@ import binascii
 import logging
 import ssl
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
 import imagereflector.credentials.dockerconfig as dockerconfig
 from imagereflector.api.imagerepository import ImageRepositorySpec
+from imagereflector.credentials.providers.base import ProviderError
 from imagereflector.kube.client import ApiError
 from imagereflector.registry.errors import TLSError
 from imagereflector.registry.reference import ImageReference
 from imagereflector.registry.transport import build_ssl_context
-from imagereflector.registry.types import Credentials, RegistryAccess, TLSConfig
+from imagereflector.registry.types import Credentials, ProxyConfig, RegistryAccess, TLSConfig
 
 DOCKERCONFIGJSON: Final = "kubernetes.io/dockerconfigjson"
 DOCKERCFG: Final = "kubernetes.io/dockercfg"
@@ -110,11 +116,47 @@ def tls_from_secret(secret: dict[str, Any]) -> TLSConfig:
     return tls
 
 
+def proxy_from_secret(secret: dict[str, Any]) -> ProxyConfig:
+    """Proxy settings from a ``proxySecretRef`` Secret: ``address`` and optional
+    ``username``/``password``. The address must be an http(s) URL without userinfo."""
+    name = secret.get("metadata", {}).get("name", "")
+    raw = secret_value(secret, "address")
+    if raw is None or not raw.strip():
+        raise CredentialsError(f"invalid proxy secret '{name}': key 'address' is missing")
+    address = raw.decode("utf-8", errors="replace").strip()
+    try:
+        parts = urlsplit(address)
+        parts.port  # noqa: B018 - parsing the port validates it
+    except ValueError as err:
+        raise CredentialsError(f"invalid proxy secret '{name}': 'address' is not a valid URL"
+                               ) from err
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CredentialsError(f"invalid proxy secret '{name}': 'address' must be an http:// "
+                               "or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        # Never echo the address: it carries credentials.
+        raise CredentialsError(f"invalid proxy secret '{name}': 'address' must not contain "
+                               "credentials; use the 'username' and 'password' keys")
+    username = (secret_value(secret, "username") or b"").decode("utf-8", errors="replace")
+    password = (secret_value(secret, "password") or b"").decode("utf-8", errors="replace")
+    return ProxyConfig(address=address, username=username, password=password)
+
+
+class CloudLogin(Protocol):
+    """Cloud registry login (``credentials.providers.registry.ProviderRegistry``)."""
+
+    async def credentials(self, *, provider: str, image: str,
+                          registry: str) -> Credentials | None:
+        """Credentials for the cloud the host belongs to; None means anonymous."""
+        ...
+
+
 class CredentialResolver:
     """Resolves an ImageRepository's registry access from its namespace's objects."""
 
-    def __init__(self, *, reader: ObjectReader) -> None:
+    def __init__(self, *, reader: ObjectReader, clouds: CloudLogin | None = None) -> None:
         self._reader = reader
+        self._clouds = clouds
 
     async def _get_secret(self, namespace: str, name: str) -> dict[str, Any]:
         try:
@@ -148,19 +190,32 @@ class CredentialResolver:
             if credentials is None:
                 missing_in_secret = (f'auth for "{ref.registry}" not found in secret '
                                      f"{namespace}/{name}")
-        # 2. The service account's pull secrets, when secretRef gave nothing (A5).
+        # 2. Without secretRef, the cloud the registry host belongs to (spec.provider).
+        if spec.secret_ref is None and self._clouds is not None:
+            try:
+                credentials = await self._clouds.credentials(
+                    provider=spec.effective_provider(), image=spec.image, registry=ref.registry)
+            except ProviderError as err:
+                raise CredentialsError(str(err)) from err
+        # 3. The service account's pull secrets, when nothing above applied (A5).
         if credentials is None and spec.service_account_name:
             credentials = await self._from_service_account(
                 namespace, spec.service_account_name, ref)
         if credentials is None and missing_in_secret is not None:
             raise CredentialsError(missing_in_secret)
-        # 3. certSecretRef: reuse the Secret already read when it is the same one.
+        # 4. certSecretRef: reuse the Secret already read when it is the same one.
         tls = None
         if spec.cert_secret_ref is not None:
             name = spec.cert_secret_ref.name
             secret = secrets.get(name) or await self._get_secret(namespace, name)
             tls = tls_from_secret(secret)
-        return RegistryAccess(credentials=credentials, tls=tls)
+        # 5. proxySecretRef: every request of this object goes through that proxy.
+        proxy = None
+        if spec.proxy_secret_ref is not None:
+            name = spec.proxy_secret_ref.name
+            secret = secrets.get(name) or await self._get_secret(namespace, name)
+            proxy = proxy_from_secret(secret)
+        return RegistryAccess(credentials=credentials, tls=tls, proxy=proxy)
 
     async def _from_service_account(self, namespace: str, name: str,
                                     ref: ImageReference) -> Credentials | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -613,7 +612,6 @@ async def test_crd_creation_serves_its_kinds(
 # --- kubectl ------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 async def test_kubectl_get_and_annotate(kube: FakeKubeAPI, tmp_path: Path) -> None:
     kube.create(repo("podinfo"))
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,73 +11,17 @@ import pytest
 from imagereflector.registry.errors import AuthError, RegistryError
 from imagereflector.registry.reference import ImageReference
 from imagereflector.registry.types import ProxyConfig, TLSConfig
+from tests.fakes.proxy import Proxy, running_tinyproxy
 from tests.fakes.registry import RegistryProcess, free_port
 from tests.registry.conftest import MakeClient
 
-pytestmark = pytest.mark.skipif(shutil.which("tinyproxy") is None, reason="needs tinyproxy")
-
 TAGS = ["1.0", "2.0"]
-PROXY_USER = "proxyuser"
-
-
-@dataclass
-class Proxy:
-    """A running tinyproxy that wants Basic credentials, and its connection log."""
-
-    port: int
-    password: str
-    log_file: Path
-
-    def config(self, *, password: str | None = None) -> ProxyConfig:
-        return ProxyConfig(
-            address=f"http://127.0.0.1:{self.port}",
-            username=PROXY_USER,
-            password=self.password if password is None else password,
-        )
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
 
 @pytest.fixture
 async def proxy(tmp_path: Path) -> AsyncIterator[Proxy]:
-    port = free_port()
-    password = "proxy-" + secrets.token_hex(8)
-    log_file = tmp_path / "tinyproxy.log"
-    config = tmp_path / "tinyproxy.conf"
-    config.write_text(
-        f"Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\n"
-        f"BasicAuth {PROXY_USER} {password}\nLogLevel Info\nLogFile \"{log_file}\"\n"
-        "MaxClients 20\nDisableViaHeader Yes\n"
-    )
-    process = await asyncio.create_subprocess_exec(
-        "tinyproxy", "-d", "-c", str(config),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        for _ in range(200):  # until it listens; the process start is all we wait for
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.025)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            break
-        else:
-            pytest.fail("tinyproxy did not start listening")
-        yield Proxy(port=port, password=password, log_file=log_file)
-    finally:
-        process.terminate()
-        try:
-            async with asyncio.timeout(5):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    async with running_tinyproxy(tmp_path / "proxy") as running:
+        yield running
 
 
 def ref_of(reg: RegistryProcess) -> ImageReference:
