@@ -16,12 +16,12 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
-from imagereflector.credentials.providers.aws import AwsLogin
-from imagereflector.credentials.providers.azure import AzureLogin
 from imagereflector.credentials.providers.base import ProviderLogin, ProviderToken
 from imagereflector.credentials.providers.cache import (
     NULL_CACHE_OBSERVER,
@@ -36,7 +36,6 @@ from imagereflector.credentials.providers.classify import (
     login_host,
     select_provider,
 )
-from imagereflector.credentials.providers.gcp import GcpLogin
 from imagereflector.registry.limiter import SystemClock
 from imagereflector.registry.types import Credentials
 
@@ -50,6 +49,33 @@ _LOGIN_MESSAGES: Final = {
     "azure": "logging in to Azure ACR for %s",
     "gcp": "logging in to GCP GCR for %s",
 }
+
+
+class _LazyLogin:
+    """A plugin whose module (and cloud SDK) is imported on its first login.
+
+    boto3 and azure-identity cost tens of MiB each at import; a controller that never
+    scans a cloud registry should not pay for them.
+    """
+
+    def __init__(self, name: str, module: str, factory: str) -> None:
+        self.name = name
+        self._module = module
+        self._factory = factory
+        self._plugin: ProviderLogin | None = None
+        self._lock = asyncio.Lock()
+
+    def _load(self) -> ProviderLogin:
+        build: Callable[[], ProviderLogin] = getattr(
+            importlib.import_module(self._module), self._factory)
+        return build()
+
+    async def login(self, *, registry: str, image: str) -> ProviderToken:
+        """Import the plugin off the event loop once, then delegate."""
+        async with self._lock:
+            if self._plugin is None:
+                self._plugin = await asyncio.to_thread(self._load)
+        return await self._plugin.login(registry=registry, image=image)
 
 
 class ProviderRegistry:
@@ -79,7 +105,12 @@ class ProviderRegistry:
     ) -> ProviderRegistry:
         """The real AWS, Azure and GCP plugins on a cache with the system clock."""
         cache = TokenCache(clock=clock, observer=observer)
-        return cls(plugins=(AwsLogin(), AzureLogin(), GcpLogin()), autologin=autologin, cache=cache)
+        plugins = (
+            _LazyLogin("aws", "imagereflector.credentials.providers.aws", "AwsLogin"),
+            _LazyLogin("azure", "imagereflector.credentials.providers.azure", "AzureLogin"),
+            _LazyLogin("gcp", "imagereflector.credentials.providers.gcp", "GcpLogin"),
+        )
+        return cls(plugins=plugins, autologin=autologin, cache=cache)
 
     async def credentials(
         self, *, provider: str, image: str, registry: str, identity: str = ""
