@@ -47,8 +47,9 @@ ROOT: Final = Path(__file__).resolve().parents[2]
 PACKAGE: Final = "imagereflector"
 CLIENT_MODULE: Final = "imagereflector.kube.client"
 CONTROLLER_ROOT: Final = "imagereflector.cli"
-# The `scan` and `install-crds` commands: never run by the deployed controller.
-CONTROLLER_EXCLUDES: Final = frozenset({"imagereflector.app.install", "imagereflector.app.scan"})
+# The `scan`, `policy` and `install-crds` commands: never run by the deployed controller.
+CONTROLLER_EXCLUDES: Final = frozenset({
+    "imagereflector.app.install", "imagereflector.app.scan", "imagereflector.app.policy"})
 
 GENERIC_VERBS: Final[Mapping[str, str]] = {
     "get": "get",
