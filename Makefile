@@ -57,3 +57,14 @@ run: install
 	@$(VENV)/bin/imagereflector install-crds
 	$(VENV)/bin/imagereflector controller --storage-path=$(RUN_STORAGE) \
 	  --log-encoding=console --metrics-addr=127.0.0.1:8080 --health-addr=127.0.0.1:9440
+
+.PHONY: bench bench-quick
+# Benchmarks (bench/): measure only, never assert. `bench` runs every benchmark at full
+# size and rewrites docs/performance.md (pyinstrument is installed for the scan profile);
+# `bench-quick` runs reduced sizes in under two minutes and prints one line per result.
+bench: install debs
+	$(VENV)/bin/pip install --quiet pyinstrument
+	$(PY) -m bench --write-doc
+
+bench-quick: install debs
+	$(PY) -m bench --quick
