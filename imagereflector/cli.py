@@ -23,6 +23,7 @@ from imagereflector.app.manager import run_controller
 from imagereflector.app.policy import PolicyOptions, run_policy
 from imagereflector.app.scan import ScanOptions, run_scan
 from imagereflector.config import Settings, duration_seconds, parse_bool, parse_feature_gates
+from imagereflector.kube.leader import LeadershipLostError
 from imagereflector.log import get_logger, setup_logging
 
 
@@ -225,8 +226,16 @@ def _run_controller(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         get_logger("setup").error(
             "use of deprecated flags: autologin flags have been deprecated, use "
             "spec.provider on ImageRepository objects instead")
-    asyncio.run(run_controller(settings))
-    return 0
+    code = 0
+    try:
+        asyncio.run(run_controller(settings))
+    except* LeadershipLostError:
+        get_logger("setup").error("leader election lost; exiting so the Pod restarts")
+        code = 1
+    except* ValueError as group:
+        get_logger("setup").error(str(group.exceptions[0]))
+        code = 1
+    return code
 
 
 def _install_crds(_: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +56,7 @@ from imagereflector.kube.client import (
 from imagereflector.kube.controller import Controller
 from imagereflector.kube.events import EventForwarder, EventRecorder
 from imagereflector.kube.informer import Informer, InformerOptions, object_key
+from imagereflector.kube.leader import LeaderElector, default_identity
 from imagereflector.kube.ratelimit import ItemExponentialFailureRateLimiter
 from imagereflector.kube.reconcile import Result
 from imagereflector.kube.workqueue import RateLimitingQueue
@@ -64,6 +65,8 @@ from imagereflector.store.base import ObjectKey
 from imagereflector.store.sqlite import SqliteTagStore
 
 log = logging.getLogger("imagereflector.manager")
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class RestObserver:
@@ -91,6 +94,7 @@ class Manager:
     controllers: list[Controller]
     events: EventRecorder
     forwarder: EventForwarder | None
+    elector: LeaderElector | None = None
     closers: list[Callable[[], Any]] = field(default_factory=list)
     endpoints: list[HttpEndpoint] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -104,34 +108,65 @@ class Manager:
         return all(informer.has_synced() for informer in self.informers())
 
     async def run(self) -> None:
-        """Serve until :attr:`stop` is set; then shut down in order."""
+        """Serve until :attr:`stop` is set; then shut down in order.
+
+        Informers, probes and event delivery run from the start, so a standby has warm
+        caches; workers (the only writers of status and of the tag store) start once this
+        process leads. Raises ``LeadershipLostError`` when leadership is lost, so the
+        process exits and its Pod restarts, as controller-runtime does.
+        """
         self.endpoints.append(await serve_metrics(self.settings.metrics_addr,
                                                   self.metrics.registry))
         self.endpoints.append(await serve_health(
             self.settings.health_addr,
             {"informers": self.synced, "store": lambda: self.store.is_open}))
-        informer_stop = asyncio.Event()
+        background_stop = asyncio.Event()
+        election_stop = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as group:
                 for informer in self.informers():
-                    group.create_task(informer.run(informer_stop),
+                    group.create_task(informer.run(background_stop),
                                       name=f"informer:{informer.ref.plural}")
-                group.create_task(self.events.run(informer_stop), name="events")
+                group.create_task(self.events.run(background_stop), name="events")
                 if self.forwarder is not None:
                     forwarder = group.create_task(self.forwarder.run(), name="event-forwarder")
                 group.create_task(self._store_watch(), name="store-check")
-                for informer in self.informers():
-                    await informer.wait_synced()
-                log.info("informers synced, starting workers")
-                runs = [group.create_task(c.run(self.stop), name=f"controller:{c.name}")
-                        for c in self.controllers]
-                await self.stop.wait()
-                await asyncio.gather(*runs)
-                informer_stop.set()
+                if self.elector is not None:
+                    group.create_task(self.elector.run(election_stop), name="leader-election")
+                if await self._until_stopped(self._ready_to_work()):
+                    log.info("starting workers")
+                    runs = [group.create_task(c.run(self.stop), name=f"controller:{c.name}")
+                            for c in self.controllers]
+                    await self.stop.wait()
+                    await asyncio.gather(*runs)
+                # Leadership is released only after the workers stopped writing.
+                election_stop.set()
+                background_stop.set()
                 if self.forwarder is not None:
                     forwarder.cancel()
         finally:
             await self.close()
+
+    async def _ready_to_work(self) -> bool:
+        """Wait for synced informers and, with leader election, for leadership."""
+        for informer in self.informers():
+            await informer.wait_synced()
+        log.info("informers synced")
+        if self.elector is None:
+            return True
+        log.info("waiting for leadership", extra={"lease": self.elector.lease_name})
+        return await self.elector.wait_leading()
+
+    async def _until_stopped(self, waiting: Coroutine[Any, Any, bool]) -> bool:
+        """``waiting``'s answer, or False when a stop is requested first."""
+        work = asyncio.create_task(waiting, name="manager-wait")
+        stopping = asyncio.create_task(self.stop.wait(), name="manager-stop-wait")
+        done, _ = await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, stopping):
+            task.cancel()
+        await asyncio.gather(work, stopping, return_exceptions=True)
+        return work in done and not work.cancelled() and work.exception() is None \
+            and work.result()
 
     async def _store_watch(self) -> None:
         """Notice a deleted or replaced store file, recreate it and say so once."""
@@ -259,6 +294,7 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
         on_delete=lambda obj: policy_queue.add(object_key(obj)),
     )
     namespaces.add_event_handler(on_update=namespace_updated)
+    elector = _elector(settings, kube, metrics) if settings.enable_leader_election else None
     controllers = [
         Controller(name=REPOSITORY_CONTROLLER, kind=meta.IMAGE_REPOSITORY_KIND,
                    queue=repo_queue, reconcile=reconcile_repository,
@@ -269,7 +305,33 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
     return Manager(settings=settings, metrics=metrics, store=store, kube=kube,
                    repositories=repositories, policies=policies, namespaces=namespaces,
                    controllers=controllers, events=events, forwarder=forwarder,
-                   closers=closers)
+                   elector=elector, closers=closers)
+
+
+def _elector(settings: Settings, kube: KubeClient, metrics: Metrics) -> LeaderElector:
+    """A Lease elector in the controller's own namespace (``RUNTIME_NAMESPACE``)."""
+    namespace = settings.runtime_namespace or _pod_namespace()
+    if not namespace:
+        raise ValueError("leader election needs the controller's namespace: set "
+                         "RUNTIME_NAMESPACE (the Deployment sets it from metadata.namespace)")
+
+    def report(name: str, leading: bool) -> None:
+        metrics.leader_election_master.labels(name).set(1 if leading else 0)
+
+    return LeaderElector(
+        kube, namespace=namespace, name=settings.leader_election_id(),
+        identity=default_identity(), lease_duration=settings.leader_election_lease_duration,
+        renew_deadline=settings.leader_election_renew_deadline,
+        retry_period=settings.leader_election_retry_period,
+        release_on_cancel=settings.leader_election_release_on_cancel, report_status=report)
+
+
+def _pod_namespace() -> str:
+    """The namespace of the service account in a Pod, "" outside one."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _queue(settings: Settings, metrics: Metrics, name: str) -> RateLimitingQueue[str]:
