@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from imagereflector.api import meta
 from imagereflector.kube import conditions as cond
 from tests.controllers.harness import (
@@ -28,6 +30,7 @@ from tests.controllers.harness import (
     repository,
     start_cluster,
 )
+from tests.controllers.test_imagerepository import crd_schema
 from tests.fakes.registry import RegistryProcess
 
 JSON = dict[str, Any]
@@ -115,6 +118,9 @@ async def test_semver_resolves_then_moves_on_a_new_scan(registry: RegistryProces
         assert messages == [f"Latest image tag for '{image}' resolved to 1.0.1",
                             f"Latest image tag for '{image}' updated from 1.0.1 to 1.0.2"]
         assert kstatus_problems(seen) == []
+        schema = crd_schema("ImagePolicy")
+        for seen_obj in seen:
+            jsonschema.validate(seen_obj, schema, format_checker=jsonschema.FormatChecker())
 
 
 async def test_status_patches_of_the_repository_do_not_reevaluate_policies(

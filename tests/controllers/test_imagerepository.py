@@ -7,6 +7,7 @@ metrics it leaves behind.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -387,3 +388,37 @@ async def test_every_status_written_is_kstatus_compliant(registry: RegistryProce
         reconciling = cond.get(conditions_of(first_progress), meta.RECONCILING)
         assert reconciling is not None
         assert reconciling.message == "processing object: new generation -1 -> 1"
+
+
+async def test_single_namespace_mode_watches_only_its_namespace(registry: RegistryProcess,
+                                                                tmp_path: Path) -> None:
+    registry.write_tags("app", ["a"])
+    async with start_cluster(tmp_path, watch_all_namespaces=False,
+                             runtime_namespace="team") as cluster:
+        cluster.api.create({"apiVersion": "v1", "kind": "Namespace",
+                            "metadata": {"name": "team"}})
+        cluster.api.create(repository("outside", f"{registry.host}/app"))
+        cluster.api.create(repository("inside", f"{registry.host}/app", namespace="team"))
+        await cluster.wait_for(REPOS, "team", "inside", is_ready_with("found 1 tags"))
+        outside = cluster.api.get(REPOS, "default", "outside")
+        assert outside is not None
+        assert "status" not in outside or not outside["status"]
+        assert not [c for c in cluster.api.calls(resource=REPOS) if c.namespace == "default"]
+
+
+async def test_repeated_identical_warnings_are_counted_on_one_event(
+        registry: RegistryProcess, tmp_path: Path) -> None:
+    async with start_cluster(tmp_path) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app",
+                                      secretRef={"name": "missing"}))
+        await cluster.wait_for(REPOS, "default", "app",
+                               has_ready_reason(meta.AUTHENTICATION_FAILED_REASON))
+        for _ in range(500):
+            await cluster.manager.events.flush()
+            warnings = [e for e in events_for(cluster, "app") if e["type"] == "Warning"]
+            if warnings and warnings[0].get("count", 1) >= 3:
+                break
+            await asyncio.sleep(0.02)
+        assert len(warnings) == 1
+        assert warnings[0]["count"] >= 3
+        assert warnings[0]["reason"] == meta.AUTHENTICATION_FAILED_REASON
