@@ -21,6 +21,7 @@ from imagereflector.api import meta
 from imagereflector.api.imagepolicy import ImagePolicy
 from imagereflector.app.scan import ScanOptions, run_scan
 from imagereflector.controllers.imagepolicy import policy_choice
+from imagereflector.controllers.shell import describe_validation_error
 from imagereflector.policy import (
     Evaluation,
     InvalidFilterError,
@@ -113,9 +114,8 @@ def _choice(options: PolicyOptions) -> tuple[PolicyChoice, str, str]:
         try:
             manifest = ImagePolicy.model_validate(document)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            raise InvalidPolicyError(f"{options.policy_file}: {where}: {first['msg']}") from err
+            raise InvalidPolicyError(
+                f"{options.policy_file}: {describe_validation_error(err)}") from err
         choice = policy_choice(manifest)
         if manifest.spec.filter_tags is not None:
             pattern = pattern or manifest.spec.filter_tags.pattern

@@ -33,7 +33,13 @@ from imagereflector.api import meta
 from imagereflector.api.duration import SECOND, parse_duration
 from imagereflector.api.imagepolicy import ImagePolicy, ImagePolicyStatus, ImageRef
 from imagereflector.api.imagerepository import ImageRepository
-from imagereflector.controllers.imagerepository import EventSink
+from imagereflector.controllers.shell import (
+    EventSink,
+    describe_validation_error,
+    ensure_finalizer,
+    notify,
+    release_if_deleting,
+)
 from imagereflector.kube import conditions as cond
 from imagereflector.kube.client import IMAGE_POLICIES
 from imagereflector.kube.patch import PatchClient, SerialPatcher
@@ -152,15 +158,10 @@ class ImagePolicyReconciler:
         name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
         patcher = SerialPatcher(deps.client, IMAGE_POLICIES, work)
         try:
-            if metadata.get("deletionTimestamp"):
-                metadata["finalizers"] = [f for f in metadata.get("finalizers") or []
-                                          if f != meta.FINALIZER]
-                await patcher.patch(work)
+            if await release_if_deleting(work, patcher):
                 deps.metrics.delete_object(kind=KIND, name=name, namespace=namespace)
                 return Result()
-            if meta.FINALIZER not in (metadata.get("finalizers") or []):
-                metadata["finalizers"] = [*(metadata.get("finalizers") or []), meta.FINALIZER]
-                await patcher.patch(work)
+            await ensure_finalizer(work, patcher)
             return await self._reconcile(work, patcher)
         finally:
             if not metadata.get("deletionTimestamp"):
@@ -196,7 +197,7 @@ class ImagePolicyReconciler:
             status.observed_generation = generation
         obj["status"] = status.dump()
         await patcher.patch(obj)
-        self._notify(obj, old_conditions, conditions)
+        notify(deps.events, obj, old_conditions, conditions, outcome.ready_message)
         if finalized.error is not None:
             raise finalized.error
         return result
@@ -217,7 +218,7 @@ class ImagePolicyReconciler:
         try:
             policy = ImagePolicy.model_validate(obj)
         except ValidationError as err:
-            raise StallingError(f"invalid policy: {_first_error(err)}",
+            raise StallingError(f"invalid policy: {describe_validation_error(err)}",
                                 reason=meta.INVALID_POLICY_REASON) from err
         previous_image = status.latest_image or ""
         # 2. A failure below leaves latestImage empty.
@@ -327,32 +328,8 @@ class ImagePolicyReconciler:
             f"{prefix}access denied: '{namespace}/{ref.name}' can't be accessed due to ACL "
             f"labels mismatch on namespace '{own_namespace}'", reason=meta.ACCESS_DENIED_REASON)
 
-    def _notify(self, obj: dict[str, Any], old: list[meta.Condition],
-                new: list[meta.Condition]) -> None:
-        """Quiet events (A6): Normal when the result or Ready message changes, Warning on
-        failure, and an unchanged result to the log only."""
-        ready = cond.get(new, meta.READY)
-        if ready is None:
-            return
-        old_ready = cond.get(old, meta.READY)
-        if cond.is_ready(new) and (not cond.is_ready(old) or old_ready is None
-                                   or old_ready.message != ready.message):
-            self._deps.events.record(obj, type="Normal", reason=ready.reason,
-                                     message=ready.message)
-        elif not cond.is_ready(new):
-            self._deps.events.record(obj, type="Warning", reason=ready.reason,
-                                     message=ready.message)
-        else:
-            self._deps.events.record(obj, type="Trace", reason=ready.reason,
-                                     message=ready.message)
-
 
 @dataclass(slots=True)
 class _Outcome:
     ready_message: str = ""
 
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    location = ".".join(str(part) for part in first.get("loc", ()))
-    return f"{location}: {first.get('msg', 'invalid')}".lstrip(": ")

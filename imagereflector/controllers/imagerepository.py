@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -32,10 +32,16 @@ from imagereflector.api import meta
 from imagereflector.api.duration import SECOND, format_duration
 from imagereflector.api.imagerepository import ImageRepository, ImageRepositoryStatus
 from imagereflector.controllers.scan import ScanError, TagLister, scan
+from imagereflector.controllers.shell import (
+    EventSink,
+    describe_validation_error,
+    ensure_finalizer,
+    notify,
+    release_if_deleting,
+)
 from imagereflector.credentials.resolver import CredentialResolver, CredentialsError
 from imagereflector.kube import conditions as cond
 from imagereflector.kube.client import IMAGE_REPOSITORIES
-from imagereflector.kube.events import EventType
 from imagereflector.kube.patch import PatchClient, SerialPatcher
 from imagereflector.kube.reconcile import (
     ReconcileError,
@@ -69,15 +75,6 @@ TRIGGERED_BY_INTERVAL: Final = "triggered by interval"
 PREVIOUS_SCAN_FAILED: Final = "previous scan failed"
 
 log = logging.getLogger("imagereflector.controllers.imagerepository")
-
-
-class EventSink(Protocol):
-    """Where reconcile events go (``kube.events.EventRecorder`` in production)."""
-
-    def record(self, obj: Mapping[str, Any], *, type: EventType,
-               reason: str, message: str) -> None:
-        """Record one event for ``obj``."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,20 +162,14 @@ class ImageRepositoryReconciler:
             # Deletion: drop the stored tags, then let the object go.
             if metadata.get("deletionTimestamp"):
                 await deps.store.delete(object_key(obj))
-                metadata["finalizers"] = [f for f in metadata.get("finalizers") or []
-                                          if f != meta.FINALIZER]
-                await patcher.patch(obj)
+                await release_if_deleting(obj, patcher)
                 deps.metrics.delete_object(kind=KIND, name=name, namespace=namespace)
                 return Result()
-            # The finalizer is added and the reconcile goes on in the same pass: Flux
-            # requeues here, which only delays the first scan by the minimum backoff.
-            if meta.FINALIZER not in (metadata.get("finalizers") or []):
-                metadata["finalizers"] = [*(metadata.get("finalizers") or []), meta.FINALIZER]
-                await patcher.patch(obj)
+            await ensure_finalizer(obj, patcher)
             try:
                 repo = ImageRepository.model_validate(obj)
             except ValidationError as err:
-                raise ReconcileError(f"invalid object: {_first_error(err)}",
+                raise ReconcileError(f"invalid object: {describe_validation_error(err)}",
                                      reason=meta.FAILED_REASON) from err
             if repo.spec.suspend:
                 log.info("reconciliation is suspended for this object")
@@ -240,7 +231,7 @@ class ImageRepositoryReconciler:
             status.observed_generation = generation
         obj["status"] = status.dump()
         await patcher.patch(obj)
-        self._notify(obj, old_conditions, conditions, outcome.next_scan_message)
+        notify(deps.events, obj, old_conditions, conditions, outcome.next_scan_message)
         if finalized.error is not None:
             raise finalized.error
         return result
@@ -323,25 +314,6 @@ class ImageRepositoryReconciler:
             raise ReconcileError(f"failed to configure authentication options: {err}",
                                  reason=meta.AUTHENTICATION_FAILED_REASON) from err
 
-    def _notify(self, obj: dict[str, Any], old: list[meta.Condition],
-                new: list[meta.Condition], next_scan_message: str) -> None:
-        """Quiet events (A6): Normal on becoming Ready or a new Ready message, Warning on
-        failure, and the routine 'next scan' note to the log only."""
-        ready = cond.get(new, meta.READY)
-        if ready is None:
-            return
-        old_ready = cond.get(old, meta.READY)
-        if cond.is_ready(new) and (not cond.is_ready(old) or old_ready is None
-                                   or old_ready.message != ready.message):
-            self._deps.events.record(obj, type="Normal", reason=ready.reason,
-                                     message=ready.message)
-        elif not cond.is_ready(new):
-            self._deps.events.record(obj, type="Warning", reason=ready.reason,
-                                     message=ready.message)
-        elif next_scan_message:
-            self._deps.events.record(obj, type="Trace", reason=meta.SUCCEEDED_REASON,
-                                     message=next_scan_message)
-
 
 @dataclass(slots=True)
 class _Outcome:
@@ -351,8 +323,3 @@ class _Outcome:
     next_scan_message: str = ""
     next_scan_seconds: float = 0.0
 
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    location = ".".join(str(part) for part in first.get("loc", ()))
-    return f"{location}: {first.get('msg', 'invalid')}"
