@@ -29,8 +29,12 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from imagereflector.api import meta
-from imagereflector.api.duration import SECOND, format_duration
-from imagereflector.api.imagerepository import ImageRepository, ImageRepositoryStatus
+from imagereflector.api.duration import SECOND, DurationError, format_duration
+from imagereflector.api.imagerepository import (
+    ImageRepository,
+    ImageRepositorySpec,
+    ImageRepositoryStatus,
+)
 from imagereflector.controllers.scan import ScanError, TagLister, scan
 from imagereflector.controllers.shell import (
     EventSink,
@@ -143,6 +147,15 @@ async def should_scan(*, repo: ImageRepository, obj: dict[str, Any], ref: ImageR
     return ScanDecision(False, "", when)
 
 
+def _status_of(obj: dict[str, Any]) -> ImageRepositoryStatus:
+    """The stored status; one that does not parse (written by someone else) starts over."""
+    try:
+        return ImageRepositoryStatus.model_validate(obj.get("status") or {})
+    except ValidationError:
+        log.info("ignoring a status that does not parse; it will be rewritten")
+        return ImageRepositoryStatus()
+
+
 class ImageRepositoryReconciler:
     """Reconciles one ImageRepository per call; safe to call concurrently for other keys."""
 
@@ -166,15 +179,10 @@ class ImageRepositoryReconciler:
                 deps.metrics.delete_object(kind=KIND, name=name, namespace=namespace)
                 return Result()
             await ensure_finalizer(obj, patcher)
-            try:
-                repo = ImageRepository.model_validate(obj)
-            except ValidationError as err:
-                raise ReconcileError(f"invalid object: {describe_validation_error(err)}",
-                                     reason=meta.FAILED_REASON) from err
-            if repo.spec.suspend:
+            if (obj.get("spec") or {}).get("suspend") is True:
                 log.info("reconciliation is suspended for this object")
                 return Result()
-            return await self._reconcile(obj, repo, patcher)
+            return await self._reconcile(obj, patcher)
         finally:
             self._record_metrics(obj, started=started, now=loop.time())
 
@@ -193,13 +201,12 @@ class ImageRepositoryReconciler:
         metrics.record_duration(kind=KIND, name=name, namespace=namespace,
                                 seconds=now - started)
 
-    async def _reconcile(self, obj: dict[str, Any], repo: ImageRepository,
-                         patcher: SerialPatcher) -> Result:
+    async def _reconcile(self, obj: dict[str, Any], patcher: SerialPatcher) -> Result:
         deps = self._deps
         now = deps.now()
         generation = int(obj["metadata"].get("generation", 0))
-        old_conditions = list(repo.status.conditions)
-        status = repo.status
+        status = _status_of(obj)
+        old_conditions = list(status.conditions)
         conditions = status.conditions
         requested = annotation(obj)
         outcome = _Outcome()
@@ -212,7 +219,7 @@ class ImageRepositoryReconciler:
         result: Result = Result()
         error: BaseException | None = None
         try:
-            result = await self._inner(obj, repo, progress, outcome, generation=generation,
+            result = await self._inner(obj, status, progress, outcome, generation=generation,
                                        requested=requested)
         except Exception as err:  # every failure is reported in status and retried
             error = err
@@ -236,14 +243,12 @@ class ImageRepositoryReconciler:
             raise finalized.error
         return result
 
-    async def _inner(self, obj: dict[str, Any], repo: ImageRepository,
+    async def _inner(self, obj: dict[str, Any], status: ImageRepositoryStatus,
                      progress: Callable[[str], Any], outcome: _Outcome, *,
                      generation: int, requested: str | None) -> Result:
         deps = self._deps
-        spec, status = repo.spec, repo.status
         conditions = status.conditions
         now = deps.now()
-        outcome.next_scan_seconds = spec.interval_ns() / SECOND
         # 1. Report progress; a new generation or a request is shown at once.
         cond.progressive_status(conditions, meta.PROGRESS_MESSAGE, generation=generation,
                                 now=now)
@@ -252,6 +257,19 @@ class ImageRepositoryReconciler:
                            f"-> {generation}")
         elif (requested or "") != (status.last_handled_reconcile_at or ""):
             await progress(meta.PROGRESS_MESSAGE)
+        # A spec the CRD schema would have refused (written around the schema) is reported
+        # in status like any other failure instead of failing before status exists.
+        try:
+            spec = ImageRepositorySpec.model_validate(obj.get("spec") or {})
+            interval_ns = spec.interval_ns()
+            spec.timeout_ns()  # parsed now so a bad timeout fails here, not mid-scan
+        except ValidationError as err:
+            raise ReconcileError(f"invalid object: spec.{describe_validation_error(err)}",
+                                 reason=meta.FAILED_REASON) from err
+        except DurationError as err:
+            raise ReconcileError(str(err), reason=meta.FAILED_REASON) from err
+        repo = ImageRepository(spec=spec, status=status)
+        outcome.next_scan_seconds = interval_ns / SECOND
         # 2. Parse the image reference; a bad one needs a spec change, so stall.
         try:
             ref = parse_image_reference(spec.image, insecure=spec.insecure)

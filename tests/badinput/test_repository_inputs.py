@@ -159,12 +159,6 @@ async def test_boundary_and_overflowing_durations(registry: RegistryProcess,
         assert 1 <= reconcile_count(text, "no-interval") <= 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: controllers/imagerepository.py ImageRepositoryReconciler.reconcile raises "
-    "ReconcileError('invalid object: …') for a spec that fails validation before "
-    "_reconcile runs, so no status is ever written: the object shows no condition at all "
-    "and is retried silently. Validate inside _reconcile (or write the condition) so "
-    "Ready=False reason Failed 'invalid object: spec.<field>: …' reaches the status"))
 async def test_spec_values_the_schema_rejects_are_reported(tmp_path: Path) -> None:
     cases = {"interval-days": ({"interval": "1d"}, "invalid object: spec.interval"),
              "interval-negative": ({"interval": "-1s"}, "invalid object: spec.interval"),
