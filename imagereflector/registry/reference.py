@@ -49,6 +49,7 @@ _HEX_CHARS: Final = frozenset("0123456789abcdef")
 _DIGEST_PREFIX: Final = "sha256:"
 # Digest algorithms whose ``<algo>:`` after an ``@`` marks a digest rather than userinfo.
 _DIGEST_ALGORITHMS: Final = ("sha256:", "sha384:", "sha512:")
+_MAX_PORT: Final = 65535
 
 # ASCII bytes Go's net/url accepts unescaped in a host (RFC 3986 unreserved and sub-delims,
 # plus the few extras Go tolerates); everything else ASCII must not appear.
@@ -130,6 +131,10 @@ def _check_optional_port(port: str) -> None:
     if port == "":
         return
     if not port.startswith(":") or not all("0" <= c <= "9" for c in port[1:]):
+        raise ValueError(f"invalid port {port!r} after host")
+    # Go accepts any digits here, which leaves a registry that can never be reached and
+    # a scan that fails forever; a port TCP cannot have is an invalid reference.
+    if len(port) > 1 and int(port[1:]) > _MAX_PORT:
         raise ValueError(f"invalid port {port!r} after host")
 
 
@@ -227,11 +232,18 @@ def _digested(name: str) -> tuple[str, str] | None:
 
 
 def _redact_userinfo(image: str) -> str:
-    """Hide what could be ``user:password@`` in an unparsable reference (contract A11)."""
-    _, at, after = image.rpartition("@")
-    if not at or after.startswith(_DIGEST_ALGORITHMS):
+    """Hide what could be ``user:password@`` in an unparsable reference (contract A11).
+
+    Everything up to the last ``@`` that does not start a digest is hidden, so
+    ``user:pw@host/app@sha256:…`` loses its userinfo too.
+    """
+    cut = -1
+    for index, char in enumerate(image):
+        if char == "@" and not image.startswith(_DIGEST_ALGORITHMS, index + 1):
+            cut = index
+    if cut < 0:
         return image
-    return f"<redacted>@{after}"
+    return f"<redacted>{image[cut:]}"
 
 
 def parse_image_reference(image: str, *, insecure: bool = False) -> ImageReference:

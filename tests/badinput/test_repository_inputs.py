@@ -78,11 +78,6 @@ async def test_invalid_images_stall_without_retry_and_others_are_served(
             in text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: registry/reference.py parse_url_host/_check_optional_port accept any digits as a "
-    "port, so 127.0.0.1:99999 parses; the scan then fails with ReadOperationFailed and the "
-    "unclear message 'GET http://127.0.0.1:99999/v2/: http://127.0.0.1:99999/v2/' and is "
-    "retried forever instead of stalling with ImageURLInvalid"))
 async def test_out_of_range_ports_are_invalid_images(tmp_path: Path) -> None:
     async with start_cluster(tmp_path) as cluster:
         for index, image in enumerate(corpus.OUT_OF_RANGE_PORTS):

@@ -99,7 +99,7 @@ INVALID = [
      PARSE_MSG.format("alpine@sha256:" + "A" * 64)),
     ("other-algorithm", "alpine@sha512:" + "a" * 128,
      PARSE_MSG.format("alpine@sha512:" + "a" * 128)),
-    ("two-ats", f"a@b@{DIGEST}", PARSE_MSG.format(f"a@b@{DIGEST}")),
+    ("two-ats", f"a@b@{DIGEST}", PARSE_MSG.format(f"<redacted>@b@{DIGEST}")),
     ("space-in-registry", "exa mple.com/foo", PARSE_MSG.format("exa mple.com/foo")),
     ("bad-port", "example.com:port/foo", PARSE_MSG.format("example.com:port/foo")),
     ("query-in-registry", "example.com?x=1/foo", PARSE_MSG.format("example.com?x=1/foo")),

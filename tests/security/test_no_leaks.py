@@ -140,11 +140,6 @@ async def test_no_planted_value_in_any_output(basic_registry: RegistryProcess,
         assert leaked == [], f"{where} leaks {leaked}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: registry/reference.py _redact_userinfo only looks at the last '@'; when it "
-    "introduces a digest ('user:pw@host/app@sha256:…') the earlier userinfo is echoed in "
-    "'could not parse reference: …', i.e. in the Ready/Stalled message, the Warning Event "
-    "and the logs (A11). Redact up to the last '@' that does not start a digest"))
 @pytest.mark.parametrize("image", corpus.USERINFO_BEFORE_DIGEST)
 def test_userinfo_before_a_digest_is_redacted(image: str) -> None:
     with pytest.raises(InvalidReferenceError) as raised:
