@@ -75,13 +75,16 @@ def secret_value(secret: dict[str, Any], key: str) -> bytes | None:
 def _docker_config(secret: dict[str, Any]) -> dockerconfig.DockerConfig | None:
     """The docker config of a pull secret of either type; None for other types."""
     kind = secret.get("type", "")
+    if kind not in (DOCKERCONFIGJSON, DOCKERCFG):
+        return None
+    key = ".dockerconfigjson" if kind == DOCKERCONFIGJSON else ".dockercfg"
+    data = secret_value(secret, key)
+    if data is None:
+        name = secret.get("metadata", {}).get("name", "")
+        raise CredentialsError(f"secret '{name}' of type {kind} has no '{key}' key")
     if kind == DOCKERCONFIGJSON:
-        data = secret_value(secret, ".dockerconfigjson")
-        return dockerconfig.parse_dockerconfigjson(data or b"")
-    if kind == DOCKERCFG:
-        data = secret_value(secret, ".dockercfg")
-        return dockerconfig.parse_dockercfg(data or b"")
-    return None
+        return dockerconfig.parse_dockerconfigjson(data)
+    return dockerconfig.parse_dockercfg(data)
 
 
 def tls_from_secret(secret: dict[str, Any]) -> TLSConfig:
@@ -103,7 +106,8 @@ def tls_from_secret(secret: dict[str, Any]) -> TLSConfig:
     if ca is not None:
         try:
             ssl.create_default_context(cadata=ca.decode("ascii", errors="replace"))
-        except (ssl.SSLError, ValueError) as err:
+        except (ssl.SSLError, ValueError, TypeError) as err:
+            # TypeError: ssl refuses non-ASCII text outright, which is no CA either.
             raise CredentialsError("cannot append certificate into certificate pool: "
                                    "invalid CA certificate") from err
     tls = TLSConfig(ca_pem=ca, cert_pem=cert, key_pem=key)
@@ -228,7 +232,10 @@ class CredentialResolver:
             secret_name = entry.get("name") if isinstance(entry, dict) else None
             if not secret_name:
                 continue
-            config = _docker_config(await self._get_secret(namespace, secret_name))
+            try:
+                config = _docker_config(await self._get_secret(namespace, secret_name))
+            except dockerconfig.DockerConfigError as err:
+                raise CredentialsError(f"pull secret '{secret_name}': {err}") from err
             if config is not None:
                 configs.append(config)
         return dockerconfig.keyring_lookup(configs, ref.canonical)

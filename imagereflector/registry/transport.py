@@ -95,12 +95,28 @@ def build_ssl_context(tls: TLSConfig | None) -> ssl.SSLContext:
                 handle.write(tls.cert_pem.rstrip() + b"\n" + tls.key_pem)
             context.load_cert_chain(path, password=_no_password)
         except (ssl.SSLError, ValueError) as err:
-            raise TLSError(
-                f"cannot use client certificate and key: {type(err).__name__}"
-            ) from None
+            raise TLSError(f"cannot use client certificate and key: {_ssl_reason(err)}"
+                           ) from None
         finally:
             os.unlink(path)
     return context
+
+
+# OpenSSL's reason codes carry no key material; the ones a user can act on get words.
+_SSL_REASONS: Final = {
+    "KEY_VALUES_MISMATCH": "private key does not match public key",
+    "NO_START_LINE": "no PEM data found",
+    "PEM_LIB": "the PEM data does not parse",
+    "BAD_BASE64_DECODE": "the PEM data is not valid base64",
+}
+
+
+def _ssl_reason(err: BaseException) -> str:
+    """A short, secret-free reason for a certificate or key that cannot be loaded."""
+    reason = getattr(err, "reason", None)
+    if isinstance(reason, str):
+        return _SSL_REASONS.get(reason, reason.lower().replace("_", " "))
+    return type(err).__name__
 
 
 def proxy_settings(proxy: ProxyConfig | None) -> tuple[str | None, Mapping[str, str] | None]:

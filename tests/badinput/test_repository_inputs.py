@@ -193,12 +193,6 @@ async def test_broken_dockerconfig_secrets(registry: RegistryProcess, tmp_path: 
         await cluster.wait_for(REPOS, "default", "good", is_ready_with("found 2 tags"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: credentials/resolver.py _docker_config passes b'' to parse_dockerconfigjson when "
-    "the '.dockerconfigjson' key is absent, so the message is the misleading "
-    "'.dockerconfigjson is not valid JSON: Expecting value at line 1 column 1' instead of "
-    "naming the Secret and the missing key (dockerconfig.credentials_from_secret already "
-    "has 'secret has no \".dockerconfigjson\" key')"))
 async def test_dockerconfig_secret_without_its_data_key(tmp_path: Path) -> None:
     case = corpus.MISSING_DATA_KEY
     async with start_cluster(tmp_path) as cluster:
@@ -257,13 +251,6 @@ async def test_broken_cert_secrets(registry: RegistryProcess, tmp_path: Path) ->
         await cluster.wait_for(REPOS, "default", "good", is_ready_with("found 2 tags"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: credentials/resolver.py tls_from_secret decodes ca.crt with "
-    "errors='replace' and hands the resulting non-ASCII str to ssl.create_default_context, "
-    "which raises TypeError (not caught): the object ends Ready=False reason Failed "
-    "'cadata should be an ASCII string or a bytes-like object' with a traceback logged, "
-    "instead of AuthenticationFailed 'cannot append certificate into certificate pool: "
-    "invalid CA certificate'. Pass the bytes (or catch TypeError)"))
 async def test_non_ascii_ca_is_an_invalid_ca(tmp_path: Path) -> None:
     async with start_cluster(tmp_path) as cluster:
         cluster.api.create(secret("tls", "Opaque", {"ca.crt": b64("ünïcödé ca")}))
@@ -275,12 +262,6 @@ async def test_non_ascii_ca_is_an_invalid_ca(tmp_path: Path) -> None:
                                          "certificate pool: invalid CA certificate")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: registry/transport.py build_ssl_context reports every load_cert_chain failure as "
-    "'cannot use client certificate and key: SSLError' (the exception class name), so a "
-    "key that does not belong to the certificate is indistinguishable from unparsable PEM; "
-    "report OpenSSL's reason (e.g. KEY_VALUES_MISMATCH → 'private key does not match "
-    "public key', as Go's tls.X509KeyPair says), which never contains key material"))
 async def test_mismatched_key_pair_says_so(tmp_path: Path) -> None:
     ca = make_ca(tmp_path / "pki")
     one = ca.issue(tmp_path / "pki", "one", server=False, client=True, sans=())
@@ -313,12 +294,6 @@ async def test_service_accounts_that_cannot_be_used(registry: RegistryProcess,
         await cluster.wait_for(REPOS, "default", "good", is_ready_with("found 2 tags"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: credentials/resolver.py _from_service_account parses each pull secret with "
-    "_docker_config and lets DockerConfigError through unwrapped, so with several "
-    "imagePullSecrets the message ('.dockerconfigjson is not valid JSON: …') does not say "
-    "which Secret is broken; wrap it as PullSecretKeyring.from_secrets does "
-    "('pull secret <name>: …')"))
 async def test_broken_pull_secret_is_named(tmp_path: Path) -> None:
     async with start_cluster(tmp_path) as cluster:
         fine = {".dockerconfigjson": b64('{"auths": {}}')}
