@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, model_validator
 
-from imagereflector.api.common import CRD_DEFAULT, ApiModel
+from imagereflector.api.common import CRD_DEFAULT, CRD_REQUIRED, ApiModel
 from imagereflector.api.duration import INTERVAL_PATTERN
 from imagereflector.api.meta import Condition, NamespacedObjectReference
 
-Order = Literal["asc", "desc"]
 DigestReflectionPolicy = Literal["Never", "IfNotPresent", "Always"]
 DIGEST_REFLECTION_POLICIES: Final = ("Never", "IfNotPresent", "Always")
 
@@ -25,16 +24,21 @@ class SemVerPolicy(ApiModel):
     range: str
 
 
+# The schema allows asc/desc; the controller upper-cases whatever arrives and judges it
+# itself (contract §1.4), so an order written around the schema gets Flux's message.
+_ORDER_SCHEMA: Final[dict[str, JsonValue]] = {CRD_DEFAULT: "asc", "enum": ["asc", "desc"]}
+
+
 class AlphabeticalPolicy(ApiModel):
     """Select the last (``asc``) or first (``desc``) tag in byte-wise order."""
 
-    order: Order = Field(default="asc", json_schema_extra={CRD_DEFAULT: "asc"})
+    order: str = Field(default="asc", json_schema_extra=_ORDER_SCHEMA)
 
 
 class NumericalPolicy(ApiModel):
     """Select the largest (``asc``) or smallest (``desc``) numeric tag."""
 
-    order: Order = Field(default="asc", json_schema_extra={CRD_DEFAULT: "asc"})
+    order: str = Field(default="asc", json_schema_extra=_ORDER_SCHEMA)
 
 
 class ImagePolicyChoice(ApiModel):
@@ -56,7 +60,9 @@ class ImagePolicySpec(ApiModel):
     """``spec`` of an ImagePolicy."""
 
     image_repository_ref: NamespacedObjectReference = Field(alias="imageRepositoryRef")
-    policy: ImagePolicyChoice
+    # Required by the schema; a missing one is judged like an empty choice (contract §3.3).
+    policy: ImagePolicyChoice = Field(default_factory=ImagePolicyChoice,
+                                      json_schema_extra={CRD_REQUIRED: True})
     filter_tags: TagFilter | None = Field(default=None, alias="filterTags")
     # Digest reflection (Flux v0.35, additive): resolve the chosen tag's manifest digest.
     digest_reflection_policy: DigestReflectionPolicy | None = Field(

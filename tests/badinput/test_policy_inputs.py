@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from imagereflector.api import meta
 from tests.badinput import corpus
 from tests.badinput.support import (
@@ -77,16 +75,6 @@ async def test_policy_corpus(registry: RegistryProcess, tmp_path: Path) -> None:
         assert obj["status"]["latestImage"] == f"{image}:1.1.0"
 
 
-_ORDER_BUG = (
-    "bug: api/imagepolicy.py declares Order = Literal['asc', 'desc'], so an order outside "
-    "the schema fails pydantic validation in ImagePolicyReconciler._inner with "
-    "\"invalid policy: spec.policy.alphabetical.order: Input should be 'asc' or 'desc'\"; "
-    "contract §1.4 upper-cases the order in the controller (policy/order.normalize_order "
-    "already does): 'DESC' must work and anything else must say \"invalid order argument "
-    "provided: '<X>', must be one of: ASC, DESC\". Accept any str in the model")
-
-
-@pytest.mark.xfail(strict=True, reason=_ORDER_BUG)
 async def test_invalid_order_has_the_contract_message(registry: RegistryProcess,
                                                       tmp_path: Path) -> None:
     async with start_cluster(tmp_path) as cluster:
@@ -97,7 +85,6 @@ async def test_invalid_order_has_the_contract_message(registry: RegistryProcess,
         assert ready_of(obj).message == corpus.INVALID_ORDER_MESSAGE
 
 
-@pytest.mark.xfail(strict=True, reason=_ORDER_BUG)
 async def test_upper_case_order_is_accepted(registry: RegistryProcess, tmp_path: Path) -> None:
     async with start_cluster(tmp_path) as cluster:
         image = await _scanned(cluster, registry)
@@ -109,12 +96,6 @@ async def test_upper_case_order_is_accepted(registry: RegistryProcess, tmp_path:
         assert obj["status"].get("latestImage") == f"{image}:1.0.0", ready_of(obj)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: api/imagepolicy.py makes spec.policy a required pydantic field, so a policy "
-    "without it stalls with 'invalid policy: spec.policy: Field required'; contract §1.4/"
-    "§3.3: none set is 'invalid policy: given ImagePolicyChoice object is invalid' (the "
-    "message the product already gives for 'policy: {}'). Default spec.policy to an empty "
-    "choice"))
 async def test_absent_policy_has_the_contract_message(registry: RegistryProcess,
                                                       tmp_path: Path) -> None:
     async with start_cluster(tmp_path) as cluster:

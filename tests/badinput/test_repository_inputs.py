@@ -23,8 +23,6 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-import pytest
-
 from imagereflector.api import meta
 from tests.badinput import corpus
 from tests.badinput.support import (
