@@ -122,8 +122,9 @@ async def test_api_faults_lose_and_double_nothing(registry: RegistryProcess,
             # Phase 1: cut every watch three times while the first scans run, with
             # reconcile requests landing in between and faults on the re-watches.
             for round_ in range(3):
-                await api.wait_for_calls(20 * (round_ + 1), verb="patch", resource=REPOS,
-                                         subresource="status")
+                await asyncio.wait_for(api.wait_for_calls(
+                    20 * (round_ + 1), verb="patch", resource=REPOS, subresource="status"),
+                    timeout=60)
                 # One fault per re-watch: a watch that fails before delivering an event
                 # does not reset the informer's backoff, so stacking them only adds wait.
                 if round_ == 0:
@@ -156,8 +157,8 @@ async def test_api_faults_lose_and_double_nothing(registry: RegistryProcess,
             for name in repos:
                 handled[name] = "outage-0"
                 annotate(api, REPOS, name, "outage-0")
-            await api.wait_for_calls(patches + 5, verb="patch", resource=REPOS,
-                                     subresource="status")
+            await asyncio.wait_for(api.wait_for_calls(
+                patches + 5, verb="patch", resource=REPOS, subresource="status"), timeout=60)
             await api.go_down()
             for image in range(IMAGES):
                 registry.write_tags(f"img{image}", second_tags(image))
