@@ -88,7 +88,9 @@ def machine() -> JSON:
                             check=False).stdout.strip()
     registry = subprocess.run(["/usr/bin/docker-registry", "--version"], capture_output=True,
                               text=True, check=False).stdout.strip()
-    return {"cpu": cpu, "nproc": nproc.strip(), "free": free.strip(),
+    # Other work on a shared machine skews every figure; the load average shows it.
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    return {"cpu": cpu, "nproc": nproc.strip(), "free": free.strip(), "loadavg": " ".join(load),
             "python": sys.version.split()[0], "platform": platform.platform(),
             "skopeo": skopeo, "registry": registry}
 

@@ -274,6 +274,23 @@ def _analysis(results: list[Result], profile: str | None) -> list[str]:
             "have been deleted.",
             "",
         ]
+    for r in _by_prefix(results, "startup-"):
+        patches = r.data["api_by_verb"].get("patch:imagerepositories/status", 0.0)
+        if patches:
+            out += [
+                "### Startup: no registry requests, but status writes (met, with a cost)",
+                "",
+                f"The restart made no registry request, yet sent {patches:.0f} status "
+                f"patches for {r.data['objects']} objects in {r.data['settle']:.0f} s (the "
+                f"client limiter, {KUBE_QPS}/s after a burst of {KUBE_BURST}, is what bounds "
+                "that number). A no-op reconcile of an object whose scan is not due still "
+                "sends a status patch, so every restart writes every object once (not "
+                "examined here: which field differs). Recommendation: find that field in "
+                "the no-op path of `controllers/imagerepository.py` and skip the patch "
+                "when nothing a reader uses changed, which makes a restart free for the "
+                "API server.",
+                "",
+            ]
     if profile:
         lines = profile.strip("\n").splitlines()
         out += ["### Profile of the scan (pyinstrument, 30 warm scans of 10,000 tags)", "",
@@ -299,6 +316,8 @@ def write_report(path: Path, results: list[Result], machine: JSON, *, quick: boo
         "",
         f"- CPU: {machine['cpu']}, `nproc` = {machine['nproc']}",
         f"- Python {machine['python']} on {machine['platform']}",
+        f"- load average when the report was written: {machine['loadavg']} (the machine "
+        "may be shared with other work; medians and the fleet runs are sensitive to it)",
         f"- {machine['skopeo']}; {machine['registry']}",
         "- `free -m`:",
         "",

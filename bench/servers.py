@@ -226,13 +226,16 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="mode", required=True)
     registry = sub.add_parser("registry")
     registry.add_argument("--tmp", type=Path, required=True)
-    registry.add_argument("--spec", required=True, help="JSON list of repositories to seed")
+    registry.add_argument("--spec", required=True,
+                          help="JSON list of repositories to seed, or @FILE holding it")
     registry.add_argument("--page-size", type=int, action="append", default=[])
     kubeapi = sub.add_parser("kubeapi")
     kubeapi.add_argument("--tmp", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.mode == "registry":
-        asyncio.run(run_registry(args.tmp, json.loads(args.spec), args.page_size))
+        # 10,000 repositories do not fit in argv, hence @FILE.
+        raw = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
+        asyncio.run(run_registry(args.tmp, json.loads(raw), args.page_size))
     else:
         asyncio.run(run_kubeapi(args.tmp))
 
