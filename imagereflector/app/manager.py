@@ -66,6 +66,8 @@ from imagereflector.store.sqlite import SqliteTagStore
 
 log = logging.getLogger("imagereflector.manager")
 
+# With the default 30 s check interval, the store's pages are verified every 5 minutes.
+DEEP_CHECK_EVERY = 10
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -169,14 +171,21 @@ class Manager:
             and work.result()
 
     async def _store_watch(self) -> None:
-        """Notice a deleted or replaced store file, recreate it and say so once."""
+        """Notice a deleted, replaced or corrupted store file, recreate it and say so once.
+
+        Every tick compares the file's identity and header (cheap); every
+        ``DEEP_CHECK_EVERY``-th tick also reads the pages from disk (``quick_check``),
+        because a running connection keeps serving garbled pages from its cache.
+        """
+        ticks = 0
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(),
                                        timeout=self.settings.store_check_interval)
             if self.stop.is_set():
                 return
-            if await self.store.check():
+            ticks += 1
+            if await self.store.check(quick_check=ticks % DEEP_CHECK_EVERY == 0):
                 log.error("tag store was missing or corrupt and has been recreated; "
                           "repositories will be rescanned")
                 for controller in self.controllers:

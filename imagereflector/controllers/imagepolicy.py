@@ -41,7 +41,7 @@ from imagereflector.controllers.shell import (
     release_if_deleting,
 )
 from imagereflector.kube import conditions as cond
-from imagereflector.kube.client import IMAGE_POLICIES
+from imagereflector.kube.client import IMAGE_POLICIES, ApiError
 from imagereflector.kube.patch import PatchClient, SerialPatcher
 from imagereflector.kube.reconcile import (
     ReconcileError,
@@ -186,13 +186,17 @@ class ImagePolicyReconciler:
             result = await self._inner(obj, status, patcher, outcome, generation=generation)
         except Exception as err:  # every failure is reported in status
             error = err
-            if not isinstance(err, ReconcileError):
+            if isinstance(err, ApiError):
+                # The API server is briefly unavailable or busy: one line, no traceback.
+                log.error("reconcile failed: Kubernetes API: %s", err)
+            elif not isinstance(err, ReconcileError):
                 log.exception("reconcile failed")
         error = record_error(conditions, error, generation=generation, now=now) if error else None
         finalized = finalize_result(
             conditions, result=result, error=error, is_success=succeeds_without_requeue,
             success_message=outcome.ready_message, requested_at=None,
             generation=generation, now=now)
+        cond.keep_transition_times(conditions, old_conditions)
         if should_set_observed_generation(conditions):
             status.observed_generation = generation
         obj["status"] = status.dump()

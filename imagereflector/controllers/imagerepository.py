@@ -45,7 +45,7 @@ from imagereflector.controllers.shell import (
 )
 from imagereflector.credentials.resolver import CredentialResolver, CredentialsError
 from imagereflector.kube import conditions as cond
-from imagereflector.kube.client import IMAGE_REPOSITORIES
+from imagereflector.kube.client import IMAGE_REPOSITORIES, ApiError
 from imagereflector.kube.patch import PatchClient, SerialPatcher
 from imagereflector.kube.reconcile import (
     ReconcileError,
@@ -223,7 +223,10 @@ class ImageRepositoryReconciler:
                                        requested=requested)
         except Exception as err:  # every failure is reported in status and retried
             error = err
-            if not isinstance(err, ReconcileError):
+            if isinstance(err, ApiError):
+                # The API server is briefly unavailable or busy: one line, no traceback.
+                log.error("reconcile failed: Kubernetes API: %s", err)
+            elif not isinstance(err, ReconcileError):
                 log.exception("reconcile failed")
         # Finalise: conditions from the outcome, one patch, events.
         error = record_error(conditions, error, generation=generation, now=now) if error else None
@@ -234,6 +237,7 @@ class ImageRepositoryReconciler:
             requested_at=requested, generation=generation, now=now)
         if finalized.last_handled_reconcile_at is not None:
             status.last_handled_reconcile_at = finalized.last_handled_reconcile_at
+        cond.keep_transition_times(conditions, old_conditions)
         if should_set_observed_generation(conditions):
             status.observed_generation = generation
         obj["status"] = status.dump()

@@ -302,3 +302,19 @@ def kstatus_violations(
     if ready == "Unknown" and reconciling != "True":
         violations.append("Ready may be Unknown only while Reconciling is True")
     return violations
+
+
+def keep_transition_times(conditions: list[Condition], before: Sequence[Condition]) -> None:
+    """Give each condition whose state did not change its earlier ``lastTransitionTime``.
+
+    A reconcile deletes Ready and sets it again in the finaliser (as Flux does); without
+    this, every no-op reconcile would move the time and cost a status patch for nothing.
+    """
+    earlier = {c.type: c for c in before}
+    for index, condition in enumerate(conditions):
+        old = earlier.get(condition.type)
+        if old is not None and (old.status, old.reason, old.message) == (
+                condition.status, condition.reason, condition.message) and (
+                old.last_transition_time != condition.last_transition_time):
+            conditions[index] = condition.model_copy(
+                update={"last_transition_time": old.last_transition_time})

@@ -36,6 +36,7 @@ from tests.controllers.harness import (
     start_cluster,
 )
 from tests.fakes.fronts import FaultFront
+from tests.fakes.kubeapi import running_kubeapi
 from tests.fakes.registry import TEST_CREDS, RegistryProcess
 
 JSON = dict[str, Any]
@@ -422,3 +423,29 @@ async def test_repeated_identical_warnings_are_counted_on_one_event(
         assert len(warnings) == 1
         assert warnings[0]["count"] >= 3
         assert warnings[0]["reason"] == meta.AUTHENTICATION_FAILED_REASON
+
+
+async def test_restart_with_a_warm_store_rescans_nothing_and_writes_nothing(
+        registry: RegistryProcess, tmp_path: Path) -> None:
+    registry.write_tags("app", ["a", "b"])
+    async with running_kubeapi(bookmark_interval=1.0) as api:
+        async with start_cluster(tmp_path, api=api) as first:
+            for name in ("one", "two", "three"):
+                api.create(repository(name, f"{registry.host}/app"))
+            for name in ("one", "two", "three"):
+                await first.wait_for(REPOS, "default", name, is_ready_with("found 2 tags"))
+        before = len(api.calls(verb="patch", resource=REPOS))
+        # Condition times have second precision: let the clock move past the first run's,
+        # so a rewritten lastTransitionTime would show as a patch.
+        await asyncio.sleep(1.1)
+        async with start_cluster(tmp_path, api=api) as second:
+            reconciled = 'controller_runtime_reconcile_total{controller="imagerepository"'
+            for _ in range(500):
+                text = await second.scrape()
+                if f'{reconciled},result="requeue_after"}} 3.0' in text:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the restarted manager did not reconcile all three")
+            assert len(api.calls(verb="patch", resource=REPOS)) == before
+            assert "imagereflector_registry_requests_total{" not in text

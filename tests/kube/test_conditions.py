@@ -286,3 +286,17 @@ def test_kstatus_ready_needs_every_condition_at_the_current_generation() -> None
     violations = cond.kstatus_violations(conditions, generation=2, observed_generation=2)
     assert len(violations) == 1
     assert "['Other']" in violations[0]
+
+
+def test_keep_transition_times_only_for_unchanged_state() -> None:
+    early = datetime(2026, 1, 1, tzinfo=UTC)
+    late = datetime(2026, 1, 2, tzinfo=UTC)
+
+    def make(type_: str, message: str, when: datetime) -> Condition:
+        return Condition(type=type_, status="True", reason="Succeeded", message=message,
+                         observed_generation=1, last_transition_time=when)
+
+    before = [make("Ready", "found 2 tags", early), make("Other", "a", early)]
+    after = [make("Ready", "found 2 tags", late), make("Other", "b", late)]
+    cond.keep_transition_times(after, before)
+    assert [c.last_transition_time for c in after] == [early, late]

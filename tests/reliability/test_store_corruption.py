@@ -9,8 +9,8 @@ Proves with the real manager (store checked every 0.2 s, as the harness configur
 
 each end with a fresh, intact database: the controller says it recreated the store exactly
 once in the log, every repository is rescanned (its new tags are found and stored), and
-the file passes ``PRAGMA integrity_check``. The second case is a known gap (xfail): the
-periodic check is shallow, see the marker.
+the file passes ``PRAGMA integrity_check``. The second case needs the periodic deep
+check (every tenth tick reads the pages from disk).
 """
 
 from __future__ import annotations
@@ -57,10 +57,6 @@ async def test_garbage_store_is_recreated_once_and_rescanned(
     assert len([r for r in caplog.records if RECREATED in r.getMessage()]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Manager._store_watch calls SqliteTagStore.check() without quick_check: it only "
-    "verifies inode and header, so pages garbled behind a valid header stay unnoticed "
-    "while SQLite's page cache serves reads; nothing is recreated or rescanned"))
 async def test_garbled_pages_are_recreated_once_and_rescanned(
         registry: RegistryProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="imagereflector")
