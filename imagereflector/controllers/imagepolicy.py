@@ -35,6 +35,7 @@ from imagereflector.api.imagepolicy import ImagePolicy, ImagePolicyStatus, Image
 from imagereflector.api.imagerepository import ImageRepository
 from imagereflector.controllers.shell import (
     EventSink,
+    ReadyMemory,
     describe_validation_error,
     ensure_finalizer,
     notify,
@@ -147,6 +148,7 @@ class ImagePolicyReconciler:
 
     def __init__(self, deps: PolicyDeps) -> None:
         self._deps = deps
+        self._ready_memory = ReadyMemory()
 
     async def reconcile(self, obj: Mapping[str, Any]) -> Result:
         """Reconcile ``obj`` (the informer's copy; not mutated)."""
@@ -160,6 +162,7 @@ class ImagePolicyReconciler:
         try:
             if await release_if_deleting(work, patcher):
                 deps.metrics.delete_object(kind=KIND, name=name, namespace=namespace)
+                self._ready_memory.forget(obj)
                 return Result()
             await ensure_finalizer(work, patcher)
             return await self._reconcile(work, patcher)
@@ -201,7 +204,8 @@ class ImagePolicyReconciler:
             status.observed_generation = generation
         obj["status"] = status.dump()
         await patcher.patch(obj)
-        notify(deps.events, obj, old_conditions, conditions, outcome.ready_message)
+        notify(deps.events, obj, old_conditions, conditions, outcome.ready_message,
+               self._ready_memory)
         if finalized.error is not None:
             raise finalized.error
         return result

@@ -38,6 +38,7 @@ from imagereflector.api.imagerepository import (
 from imagereflector.controllers.scan import ScanError, TagLister, scan
 from imagereflector.controllers.shell import (
     EventSink,
+    ReadyMemory,
     describe_validation_error,
     ensure_finalizer,
     notify,
@@ -161,6 +162,7 @@ class ImageRepositoryReconciler:
 
     def __init__(self, deps: RepositoryDeps) -> None:
         self._deps = deps
+        self._ready_memory = ReadyMemory()
 
     async def reconcile(self, obj: dict[str, Any]) -> Result:
         """Reconcile ``obj`` (the informer's current copy; it is not mutated)."""
@@ -177,6 +179,7 @@ class ImageRepositoryReconciler:
                 await deps.store.delete(object_key(obj))
                 await release_if_deleting(obj, patcher)
                 deps.metrics.delete_object(kind=KIND, name=name, namespace=namespace)
+                self._ready_memory.forget(obj)
                 return Result()
             await ensure_finalizer(obj, patcher)
             if (obj.get("spec") or {}).get("suspend") is True:
@@ -242,7 +245,8 @@ class ImageRepositoryReconciler:
             status.observed_generation = generation
         obj["status"] = status.dump()
         await patcher.patch(obj)
-        notify(deps.events, obj, old_conditions, conditions, outcome.next_scan_message)
+        notify(deps.events, obj, old_conditions, conditions, outcome.next_scan_message,
+               self._ready_memory)
         if finalized.error is not None:
             raise finalized.error
         return result

@@ -6,6 +6,7 @@ and the same event rules; keeping them here means the two reconcilers cannot dri
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -48,16 +49,62 @@ async def ensure_finalizer(obj: dict[str, Any], patcher: SerialPatcher) -> None:
         await patcher.patch(obj)
 
 
+class ReadyMemory:
+    """The readiness and Ready message this process last wrote, per object uid.
+
+    The informer's copy of an object can predate this process's own last status write
+    (a watch that was cut, a retry that runs before the write's event arrives); judged
+    from that copy, an object that stayed Ready would look as if it just became Ready and
+    get a second Normal event. This process is the only writer of status (the leader),
+    so what it wrote last is the truth to compare with.
+    """
+
+    def __init__(self, *, max_entries: int = 200_000) -> None:
+        self._last: OrderedDict[str, tuple[bool, str]] = OrderedDict()
+        self._max = max_entries
+
+    def previous(self, obj: Mapping[str, Any],
+                 old: list[meta.Condition]) -> tuple[bool, str | None]:
+        """(was ready, Ready message) before this reconcile."""
+        remembered = self._last.get(_uid(obj))
+        if remembered is not None:
+            return remembered
+        ready = cond.get(old, meta.READY)
+        return cond.is_ready(old), ready.message if ready is not None else None
+
+    def remember(self, obj: Mapping[str, Any], new: list[meta.Condition]) -> None:
+        """Record what was just written."""
+        uid = _uid(obj)
+        ready = cond.get(new, meta.READY)
+        if not uid or ready is None:
+            return
+        self._last[uid] = (cond.is_ready(new), ready.message)
+        self._last.move_to_end(uid)
+        while len(self._last) > self._max:
+            self._last.popitem(last=False)
+
+    def forget(self, obj: Mapping[str, Any]) -> None:
+        """Drop a deleted object."""
+        self._last.pop(_uid(obj), None)
+
+
+def _uid(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
+
+
 def notify(events: EventSink, obj: Mapping[str, Any], old: list[meta.Condition],
-           new: list[meta.Condition], routine: str) -> None:
+           new: list[meta.Condition], routine: str, memory: ReadyMemory) -> None:
     """Quiet events (contract A6): Normal when the object becomes Ready or its Ready
-    message changes, Warning on failure, and the ``routine`` note to the log only."""
+    message changes, Warning on failure, and the ``routine`` note to the log only.
+
+    Call after the status was written: ``memory`` then records it.
+    """
     ready = cond.get(new, meta.READY)
     if ready is None:
         return
-    old_ready = cond.get(old, meta.READY)
-    if cond.is_ready(new) and (not cond.is_ready(old) or old_ready is None
-                               or old_ready.message != ready.message):
+    was_ready, old_message = memory.previous(obj, old)
+    memory.remember(obj, new)
+    if cond.is_ready(new) and (not was_ready or old_message != ready.message):
         events.record(obj, type="Normal", reason=ready.reason, message=ready.message)
     elif not cond.is_ready(new):
         events.record(obj, type="Warning", reason=ready.reason, message=ready.message)
