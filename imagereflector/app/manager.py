@@ -224,13 +224,15 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
                                     qps=settings.kube_api_qps, burst=settings.kube_api_burst,
                                     observer=RestObserver(metrics))
     closers.append(kube.close)
+    if await kube.detect_priority_and_fairness():
+        log.info("the API server has Priority and Fairness: client-side rate limit is off")
     registry = build_registry_client(qps=settings.registry_qps, burst=settings.registry_burst,
                                      max_pages=settings.max_tag_pages,
                                      max_retry_after=settings.registry_max_retry_after,
                                      observer=metrics)
     closers.append(registry.close)
     forwarder = EventForwarder(settings.events_addr) if settings.events_addr else None
-    events = EventRecorder(kube, forwarder=forwarder)
+    events = EventRecorder(kube.sibling(), forwarder=forwarder)
     options = InformerOptions(namespace=settings.watch_namespace(),
                               label_selector=settings.watch_label_selector or None)
     repositories = Informer(kube, IMAGE_REPOSITORIES, options=options)

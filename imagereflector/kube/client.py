@@ -54,6 +54,8 @@ _PATCH_CONTENT_TYPES: Final[Mapping[PatchType, str]] = {
 }
 # Watch events can carry large objects; etcd's default request limit is 1.5 MiB.
 _MAX_WATCH_LINE: Final = 16 * 1024 * 1024
+# Response headers of an API server with Priority and Fairness (API Priority and Fairness).
+_APF_HEADERS: Final = ("X-Kubernetes-PF-FlowSchema-UID", "X-Kubernetes-PF-PriorityLevel-UID")
 # Added to a watch's timeoutSeconds so the server, not the client, ends a healthy watch.
 _WATCH_GRACE_SECONDS: Final = 30.0
 
@@ -191,6 +193,11 @@ class TokenBucket:
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
+    @property
+    def limited(self) -> bool:
+        """False when ``qps <= 0`` turned limiting off."""
+        return self._qps > 0
+
     def reserve(self) -> float:
         """Take one token; return how long the caller must wait before using it."""
         if self._qps <= 0:
@@ -273,6 +280,7 @@ class KubeClient:
         observer: RequestObserver | None = None,
     ) -> None:
         self._api = api_client
+        self._qps, self._burst = qps, burst
         self._bucket = TokenBucket(qps=qps, burst=burst)
         self._timeout = request_timeout
         self._observer = observer
@@ -295,6 +303,40 @@ class KubeClient:
     async def close(self) -> None:
         """Close the HTTP session."""
         await self._api.close()
+
+    def sibling(self) -> KubeClient:
+        """A client on the same connection pool with a rate limit of its own.
+
+        Events get one, as controller-runtime's event recorder has its own client: a burst
+        of events must not delay status writes. Close only the original.
+        """
+        return KubeClient(self._api, qps=self._qps if self.rate_limited else 0,
+                          burst=self._burst, request_timeout=self._timeout,
+                          observer=self._observer)
+
+    async def detect_priority_and_fairness(self) -> bool:
+        """Turn the client-side rate limit off when the API server has Priority and Fairness.
+
+        Flux (contract §4.1) ignores ``--kube-api-qps``/``--kube-api-burst`` then: the
+        server queues and limits fairly itself. Its responses carry the APF headers.
+        Returns whether the limit was turned off; any failure keeps the limit.
+        """
+        try:
+            resp = await self._send("GET", "/livez/ping")
+        except ApiError:
+            return False
+        try:
+            enabled = any(header in resp.headers for header in _APF_HEADERS)
+        finally:
+            resp.release()
+        if enabled:
+            self._bucket = TokenBucket(qps=0, burst=1)
+        return enabled
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether requests wait for the client-side token bucket."""
+        return self._bucket.limited
 
     @property
     def host(self) -> str:

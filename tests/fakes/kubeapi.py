@@ -87,6 +87,8 @@ _FAULT_MESSAGES = {
     504: "the server was unable to return a response in the time allotted",
 }
 _INFO = web.RequestKey("info", RequestInfo)
+_FLOW_SCHEMA_UID = "6a0f2c6e-8d1b-4f0e-9d4c-fake-flowschema"
+_PRIORITY_LEVEL_UID = "0b9e3a41-5c7d-4e2a-8f61-fake-prioritylevel"
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -125,7 +127,8 @@ class FakeKubeAPI:
     """The fake API server. ``await start()``, use :attr:`url`, ``await close()``."""
 
     def __init__(self, *, token: str | None = None, bookmark_interval: float = 60.0,
-                 history_limit: int = 1000, flux_types: bool = True) -> None:
+                 history_limit: int = 1000, flux_types: bool = True,
+                 priority_and_fairness: bool = True) -> None:
         self.store = Store(history_limit=history_limit, flux_types=flux_types)
         """The state; its methods are the same code path HTTP requests take."""
         self.requests: builtins.list[RequestRecord] = []
@@ -133,6 +136,8 @@ class FakeKubeAPI:
         self.bookmark_interval = bookmark_interval
         """Seconds between BOOKMARK events on watches that allow them."""
         self._token = token
+        # Like a real API server (1.20+), answer with the Priority and Fairness headers.
+        self.priority_and_fairness = priority_and_fairness
         self._faults: builtins.list[_Fault] = []
         self._arrivals = asyncio.Condition()
         self._running = asyncio.Event()
@@ -356,9 +361,13 @@ class FakeKubeAPI:
                 f"Bearer {self._token}"):
             return _status_response(ApiStatusError(401, "Unauthorized", "Unauthorized"))
         try:
-            return await handler(request)
+            response = await handler(request)
         except ApiStatusError as err:
-            return _status_response(err)
+            response = _status_response(err)
+        if self.priority_and_fairness and not response.prepared:
+            response.headers["X-Kubernetes-PF-FlowSchema-UID"] = _FLOW_SCHEMA_UID
+            response.headers["X-Kubernetes-PF-PriorityLevel-UID"] = _PRIORITY_LEVEL_UID
+        return response
 
     def _take_fault(self, request: web.Request) -> _Fault | None:
         for fault in self._faults:
@@ -416,7 +425,7 @@ class FakeKubeAPI:
 
     def _non_resource(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/")
-        if path in ("/healthz", "/livez", "/readyz"):
+        if path in ("/healthz", "/livez", "/readyz", "/livez/ping"):
             return web.Response(text="ok")
         doc = FAKE_VERSION if path == "/version" else discovery(
             self.store, path, f"127.0.0.1:{self._port}")

@@ -274,3 +274,18 @@ async def test_apply_crds_creates_only_missing(
     )
     assert [w["metadata"]["name"] for w in (await client.list(widgets)).items] == ["w"]
     assert kubeapi.get("namespaces", None, "not-a-crd") is None
+
+
+@pytest.mark.parametrize("apf", [True, False], ids=["apf", "no-apf"])
+async def test_priority_and_fairness_turns_the_client_limit_off(tmp_path: Path,
+                                                               apf: bool) -> None:
+    async with running_kubeapi(priority_and_fairness=apf) as api:
+        client = await KubeClient.connect(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")),
+                                          qps=1, burst=1)
+        try:
+            assert client.rate_limited
+            assert await client.detect_priority_and_fairness() is apf
+            assert client.rate_limited is not apf
+            assert client.sibling().rate_limited is not apf
+        finally:
+            await client.close()
