@@ -180,3 +180,30 @@ def test_filter_never_raises_and_keeps_a_subsequence(patterns: list[str], tags: 
     kept = tag_filter.apply(tags)
     remaining = iter(tags)
     assert all(any(tag == other for other in remaining) for tag in kept)
+
+
+_PATTERN_POOL = ["^.*\\.sig$", "-rc", "(?i)ALPHA", "^v[0-9]+$", "a$", "^$", "(x+x+)+y",
+                 "\\d{3}", "(?P<n>[0-9]+)-x", "(?P<n>beta)", "\\bfoo\\b"]
+
+
+@given(st.lists(st.sampled_from(_PATTERN_POOL), min_size=1, max_size=5),
+       st.lists(st.text(max_size=12), max_size=30))
+def test_joined_and_fast_matching_equal_one_search_per_pattern(patterns: list[str],
+                                                               tags: list[str]) -> None:
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    plain = [re2.compile(p.encode(), options) for p in patterns]
+
+    def excluded(tag: str) -> bool:
+        data = tag.encode("utf-8", "surrogatepass")
+        return any(r.search(data) is not None for r in plain)
+
+    assert compile_exclusions(patterns).apply(tags) == [t for t in tags if not excluded(t)]
+
+
+@given(st.lists(st.text(max_size=8), max_size=40))
+def test_string_order_is_utf8_byte_order(tags: list[str]) -> None:
+    by_bytes = sorted(tags, key=lambda t: t.encode("utf-8", "surrogatepass"), reverse=True)
+    assert latest_tags(tags, n=len(tags)) == by_bytes
