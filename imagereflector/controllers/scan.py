@@ -25,8 +25,7 @@ from imagereflector.registry.reference import ImageReference
 from imagereflector.registry.tags import (
     ExclusionError,
     compile_exclusions,
-    latest_tags,
-    tags_revision,
+    summarise,
 )
 from imagereflector.registry.types import Credentials, ProxyConfig, RegistryAccess, TLSConfig
 from imagereflector.store.base import ObjectKey, StoreError, TagStore
@@ -94,7 +93,7 @@ async def scan(
         raise ScanError(str(err)) from err
     # 3. Drop excluded tags, keeping registry order (the store keeps that order).
     tags = tag_filter.apply(listed)
-    revision = tags_revision(tags)
+    latest, revision = summarise(tags)
     # 4. Store the list for this object only (contract A1).
     if store is not None and key is not None:
         try:
@@ -103,5 +102,5 @@ async def scan(
         except StoreError as err:
             raise ScanError(f'failed to set tags for "{ref.canonical}": {err}') from err
     result = ScanResult(tag_count=len(tags), scan_time=now,
-                        latest_tags=latest_tags(tags) or None, revision=revision)
+                        latest_tags=latest or None, revision=revision)
     return ScanOutcome(canonical_image=ref.canonical, tags=tags, result=result)

@@ -18,6 +18,7 @@ make filtering raise.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -25,7 +26,12 @@ from typing import Any, Final
 import re2
 
 DEFAULT_EXCLUSION_LIST: Final = ("^.*\\.sig$",)
+VERDICT_CACHE_SIZE: Final = 50_000
+FILTER_CACHE_SIZE: Final = 64
 LATEST_TAGS_COUNT: Final = 10
+
+
+_FILTERS: OrderedDict[tuple[str, ...], TagFilter] = OrderedDict()
 
 
 class ExclusionError(ValueError):
@@ -75,20 +81,43 @@ class TagFilter:
 
     patterns: tuple[str, ...]
     _matchers: tuple[Callable[[bytes], bool], ...] = field(repr=False, compare=False)
+    # Verdicts by tag: a rescan sees mostly the tags of the last one, and a lookup costs a
+    # tenth of a match. Bounded; cleared when full.
+    _verdicts: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     def excludes(self, tag: str) -> bool:
         """True when any pattern matches anywhere in ``tag``."""
-        data = _utf8(tag)
-        return any(matches(data) for matches in self._matchers)
+        verdict = self._verdicts.get(tag)
+        if verdict is None:
+            data = _utf8(tag)
+            verdict = any(matches(data) for matches in self._matchers)
+            if len(self._verdicts) >= VERDICT_CACHE_SIZE:
+                self._verdicts.clear()
+            self._verdicts[tag] = verdict
+        return verdict
 
     def apply(self, tags: Iterable[str]) -> list[str]:
         """The tags no pattern matches, in their original order (duplicates kept)."""
+        listed = list(tags)
         if not self._matchers:
-            return list(tags)
-        if len(self._matchers) == 1:
-            matches = self._matchers[0]
-            return [tag for tag in tags if not matches(_utf8(tag))]
-        return [tag for tag in tags if not self.excludes(tag)]
+            return listed
+        # Bulk dictionary work (map/update run in C) keeps the cache cheap on a first pass.
+        verdicts = list(map(self._verdicts.get, listed))
+        unknown = [tag for tag, verdict in zip(listed, verdicts, strict=True) if verdict is None]
+        if unknown:
+            matchers = self._matchers
+            if len(matchers) == 1:
+                only = matchers[0]
+                found = [only(_utf8(tag)) for tag in unknown]
+            else:
+                found = [any(m(data) for m in matchers) for data in map(_utf8, unknown)]
+            if len(self._verdicts) + len(unknown) > VERDICT_CACHE_SIZE:
+                self._verdicts.clear()
+            self._verdicts.update(zip(unknown, found, strict=True))
+            learned = dict(zip(unknown, found, strict=True))
+            verdicts = [learned[tag] if verdict is None else verdict
+                        for tag, verdict in zip(listed, verdicts, strict=True)]
+        return [tag for tag, excluded in zip(listed, verdicts, strict=True) if not excluded]
 
 
 def _go_rejects(pattern: str) -> str | None:
@@ -114,7 +143,24 @@ def _go_rejects(pattern: str) -> str | None:
 
 
 def compile_exclusions(patterns: Sequence[str]) -> TagFilter:
-    """Compile every pattern, failing on the first invalid one (contract §2.8.3)."""
+    """Compile every pattern, failing on the first invalid one (contract §2.8.3).
+
+    Filters are kept per pattern list (most objects share the default list), so their
+    verdict caches serve every object that uses the same list.
+    """
+    key = tuple(patterns)
+    cached = _FILTERS.get(key)
+    if cached is not None:
+        _FILTERS.move_to_end(key)
+        return cached
+    built = _compile(key)
+    _FILTERS[key] = built
+    while len(_FILTERS) > FILTER_CACHE_SIZE:
+        _FILTERS.popitem(last=False)
+    return built
+
+
+def _compile(patterns: tuple[str, ...]) -> TagFilter:
     compiled = []
     options = _options()
     for pattern in patterns:
@@ -156,6 +202,19 @@ def _error_text(err: Exception) -> str:
     return str(detail)
 
 
+def summarise(tags: Sequence[str], n: int = LATEST_TAGS_COUNT) -> tuple[list[str], str]:
+    """``(latest_tags(tags, n), tags_revision(tags))`` with one sort instead of two."""
+    ordered = sorted(tags)
+    latest = ordered[: -n - 1 : -1] if n > 0 else []
+    distinct = [tag for index, tag in enumerate(ordered)
+                if index == 0 or tag != ordered[index - 1]]
+    return latest, _revision_of_sorted(distinct)
+
+
+def _revision_of_sorted(distinct: list[str]) -> str:
+    return "sha256:" + hashlib.sha256(_utf8("\n".join(distinct))).hexdigest()
+
+
 def latest_tags(tags: Sequence[str], n: int = LATEST_TAGS_COUNT) -> list[str]:
     """The first ``n`` tags in descending byte-wise order (``status.lastScanResult.latestTags``).
 
@@ -178,8 +237,7 @@ def tags_revision(tags: Iterable[str]) -> str:
     registry listed them in nor on repeats; the empty list gives the digest of ``b""``.
     """
     # String order equals UTF-8 byte order (see latest_tags), so sort first, encode once.
-    joined = "\n".join(sorted(set(tags)))
-    return "sha256:" + hashlib.sha256(_utf8(joined)).hexdigest()
+    return _revision_of_sorted(sorted(set(tags)))
 
 
 def exclusion_lists_equal(effective: Sequence[str], observed: Sequence[str]) -> bool:

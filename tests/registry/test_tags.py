@@ -15,6 +15,7 @@ from imagereflector.registry.tags import (
     compile_exclusions,
     exclusion_lists_equal,
     latest_tags,
+    summarise,
     tags_revision,
 )
 
@@ -207,3 +208,16 @@ def test_joined_and_fast_matching_equal_one_search_per_pattern(patterns: list[st
 def test_string_order_is_utf8_byte_order(tags: list[str]) -> None:
     by_bytes = sorted(tags, key=lambda t: t.encode("utf-8", "surrogatepass"), reverse=True)
     assert latest_tags(tags, n=len(tags)) == by_bytes
+
+
+@given(st.lists(st.text(max_size=6), max_size=40), st.integers(min_value=0, max_value=12))
+def test_summarise_equals_latest_tags_and_revision(tags: list[str], n: int) -> None:
+    assert summarise(tags, n) == (latest_tags(tags, n), tags_revision(tags))
+
+
+def test_filters_are_shared_per_pattern_list_and_remember_verdicts() -> None:
+    first = compile_exclusions(["^.*\\.sig$", "-rc"])
+    assert compile_exclusions(["^.*\\.sig$", "-rc"]) is first
+    assert compile_exclusions(["-rc", "^.*\\.sig$"]) is not first
+    assert first.apply(["1.0", "1.0.sig", "2.0-rc"]) == ["1.0"]
+    assert first.apply(["1.0", "1.0.sig", "2.0-rc"]) == ["1.0"]
