@@ -18,9 +18,11 @@ make filtering raise.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any, Final
 
 import re2
@@ -43,6 +45,10 @@ def _options() -> Any:
     # RE2 logs every compile failure to stderr; the error is reported through the status.
     options.log_errors = False
     return options
+
+
+def _is_none(value: object) -> bool:
+    return value is None
 
 
 def _utf8(text: str) -> bytes:
@@ -101,23 +107,21 @@ class TagFilter:
         listed = list(tags)
         if not self._matchers:
             return listed
-        # Bulk dictionary work (map/update run in C) keeps the cache cheap on a first pass.
-        verdicts = list(map(self._verdicts.get, listed))
-        unknown = [tag for tag, verdict in zip(listed, verdicts, strict=True) if verdict is None]
-        if unknown:
+        # Bulk work in C (map, compress, dict.update) keeps the cache cheap on a first
+        # pass and makes a rescan of known tags little more than dictionary lookups.
+        verdicts: list[bool | None] = list(map(self._verdicts.get, listed))
+        if None in verdicts:
+            unknown = list(compress(listed, map(_is_none, verdicts)))
             matchers = self._matchers
             if len(matchers) == 1:
-                only = matchers[0]
-                found = [only(_utf8(tag)) for tag in unknown]
+                found = list(map(matchers[0], map(_utf8, unknown)))
             else:
                 found = [any(m(data) for m in matchers) for data in map(_utf8, unknown)]
             if len(self._verdicts) + len(unknown) > VERDICT_CACHE_SIZE:
                 self._verdicts.clear()
             self._verdicts.update(zip(unknown, found, strict=True))
-            learned = dict(zip(unknown, found, strict=True))
-            verdicts = [learned[tag] if verdict is None else verdict
-                        for tag, verdict in zip(listed, verdicts, strict=True)]
-        return [tag for tag, excluded in zip(listed, verdicts, strict=True) if not excluded]
+            verdicts = list(map(self._verdicts.get, listed))
+        return list(compress(listed, map(operator.not_, verdicts)))
 
 
 def _go_rejects(pattern: str) -> str | None:
