@@ -17,6 +17,7 @@ make filtering raise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import operator
 from collections import OrderedDict
@@ -192,10 +193,8 @@ def _join(patterns: Sequence[str], compiled: list[Any],
     """
     if len(compiled) > 1 and all(c.groups == 0 for c in compiled):
         joined = "|".join(f"(?:{pattern})" for pattern in patterns)
-        try:
+        with contextlib.suppress(re2.error):  # e.g. too large joined: match one by one
             return (_matcher(re2.compile(_utf8(joined), options)),)
-        except re2.error:
-            pass  # fall through: match one by one
     return tuple(_matcher(c) for c in compiled)
 
 
