@@ -137,7 +137,7 @@ def test_ports_probes_env_and_resources(rendered: list[dict[str, Any]]) -> None:
     assert container["env"] == [{"name": "RUNTIME_NAMESPACE", "valueFrom": {
         "fieldRef": {"fieldPath": "metadata.namespace"}}}]
     assert container["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                      "limits": {"cpu": "1000m", "memory": "256Mi"}}
+                                      "limits": {"cpu": "1000m", "memory": "512Mi"}}
     assert container["image"] == "imagereflector:latest"
     assert container["imagePullPolicy"] == "IfNotPresent"
 
