@@ -211,6 +211,11 @@ class Informer:
                         del index[value]
 
     def _put(self, obj: JSONObject) -> None:
+        # managedFields can outweigh the rest of an object and nothing here reads them
+        # (controller-runtime's caches drop them too).
+        metadata = obj.get("metadata")
+        if isinstance(metadata, dict):
+            metadata.pop("managedFields", None)
         key = object_key(obj)
         old = self._store.get(key)
         if old is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from imagereflector.kube.client import IMAGE_REPOSITORIES, JSONObject, KubeClient
+from imagereflector.kube.client import IMAGE_REPOSITORIES, NAMESPACES, JSONObject, KubeClient
 from imagereflector.kube.informer import Informer, InformerOptions, WatchClient, object_key
 from tests.fakes.kubeapi import FakeKubeAPI, running_kubeapi
 
@@ -323,3 +323,19 @@ async def test_failing_handler_does_not_stop_the_informer(
     assert await rec.next() == ("add", "default/a")
     kubeapi.create(repo("b"))
     assert await rec.next() == ("add", "default/b")
+
+
+async def test_managed_fields_are_not_kept(kubeapi: FakeKubeAPI, client: KubeClient) -> None:
+    kubeapi.create({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "mf", "managedFields": [{"manager": "kubectl"}]}})
+    informer = Informer(client, NAMESPACES)
+    stop = asyncio.Event()
+    task = asyncio.create_task(informer.run(stop), name="informer-under-test")
+    try:
+        await informer.wait_synced()
+        stored = informer.get("mf")
+        assert stored is not None
+        assert "managedFields" not in stored["metadata"]
+    finally:
+        stop.set()
+        await task
