@@ -68,3 +68,13 @@ bench: install debs
 
 bench-quick: install debs
 	$(PY) -m bench --quick
+
+.PHONY: soak
+# Soak (bench/soak.py): 10,000 ImageRepositories, intervals 1m..1h, against the real
+# controller for SOAK_MINUTES (SOAK_OBJECTS sets the fleet size). Samples RSS, CPU, queue
+# depth, reconciles and requests every 10 s, then checks its invariants (non-zero exit only
+# when one is broken, never on a timing); writes bench/results/soak.json and the "## Soak"
+# section of docs/performance.md. Not part of `make test`.
+SOAK_MINUTES ?= 10
+soak: install debs
+	SOAK_MINUTES=$(SOAK_MINUTES) $(PY) -m bench.soak

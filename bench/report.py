@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import JSON, Result, Target
+from bench.soak import soak_section
 
 KUBE_QPS = 50
 KUBE_BURST = 300
@@ -367,4 +368,6 @@ def write_report(path: Path, results: list[Result], machine: JSON, *, quick: boo
         out += ["## Benchmarks that did not run", ""]
         out += [f"- {r.line}" for r in failed]
         out.append("")
+    # The soak runs apart (``make soak``); its last results are carried over unchanged.
+    out += soak_section()
     path.write_text("\n".join(out))
