@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 ReadyCheck = Callable[[], bool]
 
@@ -63,11 +63,11 @@ async def _start(app: web.Application, addr: str) -> HttpEndpoint:
     return HttpEndpoint(runner, sock)
 
 
-async def serve_metrics(addr: str, registry: CollectorRegistry) -> HttpEndpoint:
-    """Serve Prometheus exposition of ``registry`` on ``/metrics``."""
+async def serve_metrics(addr: str, exposition: Callable[[], bytes]) -> HttpEndpoint:
+    """Serve the Prometheus text ``exposition()`` returns on ``/metrics``."""
 
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(registry)
+        body = exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

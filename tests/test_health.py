@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from imagereflector.health import serve_health, serve_metrics, split_addr
 
@@ -43,7 +43,7 @@ async def test_readyz_follows_checks_and_healthz_always_ok() -> None:
 async def test_metrics_endpoint_serves_registry() -> None:
     registry = CollectorRegistry()
     Counter("demo_total", "demo", registry=registry).inc()
-    endpoint = await serve_metrics("127.0.0.1:0", registry)
+    endpoint = await serve_metrics("127.0.0.1:0", lambda: generate_latest(registry))
     try:
         async with aiohttp.ClientSession() as session, session.get(
                 f"http://127.0.0.1:{endpoint.bound_port}/metrics") as response:

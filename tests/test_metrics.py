@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from imagereflector.metrics import Metrics, exponential_buckets_range
 
 
 def exposition(metrics: Metrics) -> str:
-    return generate_latest(metrics.registry).decode()
+    return metrics.exposition().decode()
 
 
 def test_condition_gauges_one_hot_and_deleted_with_object() -> None:
@@ -45,3 +45,41 @@ def test_duration_buckets_match_flux() -> None:
     buckets = exponential_buckets_range(0.01, 1800, 10)
     assert [round(b, 3) for b in buckets[:4]] == [0.01, 0.038, 0.147, 0.565]
     assert round(buckets[-1]) == 1800
+
+
+def test_per_object_series_render_like_prometheus_client() -> None:
+    """The compact per-object series parse to exactly what prometheus_client would emit."""
+    from prometheus_client import Gauge, Histogram, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from imagereflector.metrics import GOTK_DURATION_BUCKETS
+
+    reference = CollectorRegistry()
+    condition = Gauge("gotk_reconcile_condition", "h",
+                      ["kind", "name", "namespace", "type", "status"], registry=reference)
+    suspend = Gauge("gotk_suspend_status", "h", ["kind", "name", "namespace"],
+                    registry=reference)
+    duration = Histogram("gotk_reconcile_duration_seconds", "h", ["kind", "name", "namespace"],
+                         buckets=GOTK_DURATION_BUCKETS, registry=reference)
+    ours = Metrics(CollectorRegistry(), process_collectors=False)
+    for name, status, suspended, seconds in (("a", "True", False, (0.005, 0.2, 3000.0)),
+                                             ("b", "False", True, (0.01, 0.0384))):
+        labels = ("ImagePolicy", name, "ns")
+        for value in ("True", "False", "Unknown"):
+            condition.labels(*labels, "Ready", value).set(1 if value == status else 0)
+        suspend.labels(*labels).set(1 if suspended else 0)
+        ours.record_condition(kind="ImagePolicy", name=name, namespace="ns", status=status)
+        ours.record_suspend(kind="ImagePolicy", name=name, namespace="ns", suspended=suspended)
+        for second in seconds:
+            duration.labels(*labels).observe(second)
+            ours.record_duration(kind="ImagePolicy", name=name, namespace="ns", seconds=second)
+
+    def samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+        return {(s.name, tuple(sorted(s.labels.items())), s.value)
+                for family in text_string_to_metric_families(text)
+                if family.name.startswith("gotk_") for s in family.samples
+                if not s.name.endswith("_created")}
+
+    assert samples(ours.objects.render()) == samples(generate_latest(reference).decode())
+    ours.delete_object(kind="ImagePolicy", name="a", namespace="ns")
+    assert 'name="a"' not in ours.objects.render()
