@@ -38,11 +38,12 @@ from imagereflector.controllers.shell import (
     ReadyMemory,
     describe_validation_error,
     ensure_finalizer,
+    log_failure,
     notify,
     release_if_deleting,
 )
 from imagereflector.kube import conditions as cond
-from imagereflector.kube.client import IMAGE_POLICIES, ApiError
+from imagereflector.kube.client import IMAGE_POLICIES
 from imagereflector.kube.patch import PatchClient, SerialPatcher
 from imagereflector.kube.reconcile import (
     ReconcileError,
@@ -189,11 +190,7 @@ class ImagePolicyReconciler:
             result = await self._inner(obj, status, patcher, outcome, generation=generation)
         except Exception as err:  # every failure is reported in status
             error = err
-            if isinstance(err, ApiError):
-                # The API server is briefly unavailable or busy: one line, no traceback.
-                log.error("reconcile failed: Kubernetes API: %s", err)
-            elif not isinstance(err, ReconcileError):
-                log.exception("reconcile failed")
+            log_failure(log, err)
         error = record_error(conditions, error, generation=generation, now=now) if error else None
         finalized = finalize_result(
             conditions, result=result, error=error, is_success=succeeds_without_requeue,

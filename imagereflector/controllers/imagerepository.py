@@ -41,12 +41,13 @@ from imagereflector.controllers.shell import (
     ReadyMemory,
     describe_validation_error,
     ensure_finalizer,
+    log_failure,
     notify,
     release_if_deleting,
 )
 from imagereflector.credentials.resolver import CredentialResolver, CredentialsError
 from imagereflector.kube import conditions as cond
-from imagereflector.kube.client import IMAGE_REPOSITORIES, ApiError
+from imagereflector.kube.client import IMAGE_REPOSITORIES
 from imagereflector.kube.patch import PatchClient, SerialPatcher
 from imagereflector.kube.reconcile import (
     ReconcileError,
@@ -226,11 +227,7 @@ class ImageRepositoryReconciler:
                                        requested=requested)
         except Exception as err:  # every failure is reported in status and retried
             error = err
-            if isinstance(err, ApiError):
-                # The API server is briefly unavailable or busy: one line, no traceback.
-                log.error("reconcile failed: Kubernetes API: %s", err)
-            elif not isinstance(err, ReconcileError):
-                log.exception("reconcile failed")
+            log_failure(log, err)
         # Finalise: conditions from the outcome, one patch, events.
         error = record_error(conditions, error, generation=generation, now=now) if error else None
         finalized = finalize_result(

@@ -6,6 +6,7 @@ and the same event rules; keeping them here means the two reconcilers cannot dri
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -14,8 +15,10 @@ from pydantic import ValidationError
 
 from imagereflector.api import meta
 from imagereflector.kube import conditions as cond
+from imagereflector.kube.client import ApiError
 from imagereflector.kube.events import EventType
 from imagereflector.kube.patch import SerialPatcher
+from imagereflector.kube.reconcile import ReconcileError
 
 
 class EventSink(Protocol):
@@ -110,6 +113,15 @@ def notify(events: EventSink, obj: Mapping[str, Any], old: list[meta.Condition],
         events.record(obj, type="Warning", reason=ready.reason, message=ready.message)
     elif routine:
         events.record(obj, type="Trace", reason=meta.SUCCEEDED_REASON, message=routine)
+
+
+def log_failure(log: logging.Logger, err: Exception) -> None:
+    """Log a reconcile failure once: a typed failure is already in status, a transient API
+    error is one line, anything else (a bug) gets its traceback. Call inside ``except``."""
+    if isinstance(err, ApiError):
+        log.error("reconcile failed: Kubernetes API: %s", err)
+    elif not isinstance(err, ReconcileError):
+        log.exception("reconcile failed")
 
 
 def describe_validation_error(err: ValidationError) -> str:
