@@ -9,13 +9,17 @@ free port, which ``bound_port`` reports (tests use it).
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 ReadyCheck = Callable[[], bool]
+
+# What controller-runtime serves. Every name and label here is a classic one, so the
+# text is the same in format 0.0.4 and 1.0.0, and 0.0.4 is understood by every
+# Prometheus release (prometheus_client's CONTENT_TYPE_LATEST moved to 1.0.0).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -63,12 +67,20 @@ async def _start(app: web.Application, addr: str) -> HttpEndpoint:
     return HttpEndpoint(runner, sock)
 
 
-async def serve_metrics(addr: str, exposition: Callable[[], bytes]) -> HttpEndpoint:
-    """Serve the Prometheus text ``exposition()`` returns on ``/metrics``."""
+async def serve_metrics(addr: str, exposition: Callable[[], Iterable[bytes]]) -> HttpEndpoint:
+    """Serve the Prometheus text ``exposition()`` yields on ``/metrics``.
 
-    async def metrics(_: web.Request) -> web.Response:
-        body = exposition()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    The body is streamed piece by piece (chunked transfer encoding), so a scrape of a
+    large fleet never holds its whole ~20 MB text in memory.
+    """
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": METRICS_CONTENT_TYPE})
+        await response.prepare(request)
+        for chunk in exposition():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

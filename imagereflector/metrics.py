@@ -10,7 +10,7 @@ token cache). Label values never carry credentials: hosts are host[:port] only.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -142,7 +142,13 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The whole ``/metrics`` body: the registry's metrics and the per-object series."""
-        return generate_latest(self.registry) + self.objects.render().encode()
+        return b"".join(self.exposition_chunks())
+
+    def exposition_chunks(self) -> Iterator[bytes]:
+        """The ``/metrics`` body in pieces, so a scrape never holds it all (see
+        :meth:`ObjectSeries.render_chunks`)."""
+        yield generate_latest(self.registry)
+        yield from self.objects.render_chunks()
 
     def cache_event(self, provider: str, event: str) -> None:
         """Count one cloud token cache lookup (``TokenCacheObserver``)."""
@@ -160,6 +166,9 @@ class Metrics:
 
 
 GOTK_DURATION_BUCKETS: Final = tuple(exponential_buckets_range(0.01, 1800, 10))
+# A scrape piece: large enough that writing it costs one socket write, small enough
+# that a scrape of any fleet holds well under a megabyte at a time (see render_chunks).
+CHUNK_BYTES: Final = 64 * 1024
 _CONDITION_HELP: Final = ("# HELP gotk_reconcile_condition The current condition status of a "
                           "GitOps Toolkit resource reconciliation.\n"
                           "# TYPE gotk_reconcile_condition gauge\n")
@@ -226,32 +235,63 @@ class ObjectSeries:
         self._series.pop((kind, name, namespace), None)
 
     def render(self) -> str:
-        """The three families in Prometheus text format."""
+        """The three families in Prometheus text format, as one string."""
+        return "".join(chunk.decode() for chunk in self.render_chunks())
+
+    def render_chunks(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """The same text in pieces of about ``chunk_bytes``, family by family.
+
+        A scrape of 10,000 objects is ~20 MB of text. Built whole, it briefly held
+        ~50 MB of line strings and copies, and glibc kept part of that heap for tens
+        of seconds afterwards (the soak saw RSS step up 32 MiB and back). In pieces,
+        a scrape holds one piece at a time. The records are snapshotted once; values
+        that change during the scrape show their newest state, as with any exporter.
+        """
         records = list(self._series.values())
-        lines = [_CONDITION_HELP]
-        for record in records:
-            for status in CONDITION_STATUSES:
-                value = "1.0" if record.condition == status else "0.0"
-                lines.append(f'gotk_reconcile_condition{{{record.labels},status="{status}",'
-                             f'type="Ready"}} {value}\n')
-        lines.append(_SUSPEND_HELP)
-        for record in records:
-            if record.suspended is not None:
-                value = "1.0" if record.suspended else "0.0"
-                lines.append(f"gotk_suspend_status{{{record.labels}}} {value}\n")
-        lines.append(_DURATION_HELP)
-        for record in records:
-            if not record.count:
-                continue
-            name = "gotk_reconcile_duration_seconds"
-            cumulative = 0
-            for le, hits in zip(_LE, record.buckets, strict=True):
-                cumulative += hits
-                lines.append(f'{name}_bucket{{{record.labels},le="{le}"}} {cumulative}.0\n')
-            lines.append(f'{name}_bucket{{{record.labels},le="+Inf"}} {record.count}.0\n'
-                         f"{name}_count{{{record.labels}}} {record.count}.0\n"
-                         f"{name}_sum{{{record.labels}}} {_go_float(record.total)}\n")
-        return "".join(lines)
+        pending: list[str] = []
+        size = 0
+        for header, lines in ((_CONDITION_HELP, _condition_lines),
+                              (_SUSPEND_HELP, _suspend_lines),
+                              (_DURATION_HELP, _duration_lines)):
+            pending.append(header)
+            for record in records:
+                text = lines(record)
+                pending.append(text)
+                size += len(text)
+                if size >= chunk_bytes:
+                    yield "".join(pending).encode()
+                    pending.clear()
+                    size = 0
+        if pending:
+            yield "".join(pending).encode()
+
+
+def _condition_lines(record: _Series) -> str:
+    return "".join(
+        f'gotk_reconcile_condition{{{record.labels},status="{status}",type="Ready"}} '
+        f'{"1.0" if record.condition == status else "0.0"}\n'
+        for status in CONDITION_STATUSES)
+
+
+def _suspend_lines(record: _Series) -> str:
+    if record.suspended is None:
+        return ""
+    return f'gotk_suspend_status{{{record.labels}}} {"1.0" if record.suspended else "0.0"}\n'
+
+
+def _duration_lines(record: _Series) -> str:
+    if not record.count:
+        return ""
+    name = "gotk_reconcile_duration_seconds"
+    lines = []
+    cumulative = 0
+    for le, hits in zip(_LE, record.buckets, strict=True):
+        cumulative += hits
+        lines.append(f'{name}_bucket{{{record.labels},le="{le}"}} {cumulative}.0\n')
+    lines.append(f'{name}_bucket{{{record.labels},le="+Inf"}} {record.count}.0\n'
+                 f"{name}_count{{{record.labels}}} {record.count}.0\n"
+                 f"{name}_sum{{{record.labels}}} {_go_float(record.total)}\n")
+    return "".join(lines)
 
 
 class WorkqueueMetrics:

@@ -43,11 +43,26 @@ async def test_readyz_follows_checks_and_healthz_always_ok() -> None:
 async def test_metrics_endpoint_serves_registry() -> None:
     registry = CollectorRegistry()
     Counter("demo_total", "demo", registry=registry).inc()
-    endpoint = await serve_metrics("127.0.0.1:0", lambda: generate_latest(registry))
+    endpoint = await serve_metrics("127.0.0.1:0", lambda: [generate_latest(registry)])
     try:
         async with aiohttp.ClientSession() as session, session.get(
                 f"http://127.0.0.1:{endpoint.bound_port}/metrics") as response:
             assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             assert "demo_total 1.0" in await response.text()
+    finally:
+        await endpoint.close()
+
+
+async def test_metrics_endpoint_streams_every_piece_in_order() -> None:
+    pieces = [f"# piece {i}\n".encode() * 1000 for i in range(40)]
+    endpoint = await serve_metrics("127.0.0.1:0", lambda: iter(pieces))
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(2):  # the source is asked afresh for every scrape
+                async with session.get(
+                        f"http://127.0.0.1:{endpoint.bound_port}/metrics") as response:
+                    assert response.status == 200
+                    assert await response.read() == b"".join(pieces)
     finally:
         await endpoint.close()

@@ -83,3 +83,28 @@ def test_per_object_series_render_like_prometheus_client() -> None:
     assert samples(ours.objects.render()) == samples(generate_latest(reference).decode())
     ours.delete_object(kind="ImagePolicy", name="a", namespace="ns")
     assert 'name="a"' not in ours.objects.render()
+
+
+def test_object_series_stream_in_bounded_pieces_that_add_up() -> None:
+    metrics = Metrics(CollectorRegistry(), process_collectors=False)
+    for i in range(600):
+        labels = {"kind": "ImageRepository", "name": f"r{i:04d}", "namespace": f"ns{i % 7}"}
+        metrics.record_condition(status="True", **labels)
+        metrics.record_suspend(suspended=i % 2 == 0, **labels)
+        metrics.record_duration(seconds=0.02 * i, **labels)
+    chunk_bytes = 4096
+    pieces = list(metrics.objects.render_chunks(chunk_bytes))
+    # One record's lines (~2 KB for the histogram) may overshoot a piece, never more.
+    assert len(pieces) > 50
+    assert max(len(piece) for piece in pieces) < chunk_bytes + 2048
+    whole = b"".join(pieces).decode()
+    assert whole == metrics.objects.render()
+    # Families stay contiguous: each TYPE line appears once, before its samples.
+    for family in ("gotk_reconcile_condition", "gotk_suspend_status",
+                   "gotk_reconcile_duration_seconds"):
+        assert whole.count(f"# TYPE {family} ") == 1
+    last_condition = whole.rindex("gotk_reconcile_condition{")
+    assert last_condition < whole.index("# TYPE gotk_suspend_status")
+    assert whole.rindex("gotk_suspend_status{") < whole.index(
+        "# TYPE gotk_reconcile_duration_seconds")
+    assert metrics.exposition() == b"".join(metrics.exposition_chunks())

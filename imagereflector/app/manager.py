@@ -118,7 +118,7 @@ class Manager:
         process exits and its Pod restarts, as controller-runtime does.
         """
         self.endpoints.append(await serve_metrics(self.settings.metrics_addr,
-                                                  self.metrics.exposition))
+                                                  self.metrics.exposition_chunks))
         self.endpoints.append(await serve_health(
             self.settings.health_addr,
             {"informers": self.synced, "store": lambda: self.store.is_open}))
