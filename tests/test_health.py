@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -64,5 +66,23 @@ async def test_metrics_endpoint_streams_every_piece_in_order() -> None:
                         f"http://127.0.0.1:{endpoint.bound_port}/metrics") as response:
                     assert response.status == 200
                     assert await response.read() == b"".join(pieces)
+    finally:
+        await endpoint.close()
+
+
+async def test_metrics_endpoint_gzips_only_when_the_scraper_accepts_it() -> None:
+    pieces = [f"demo_series{{n=\"{i}\"}} 1.0\n".encode() for i in range(5000)]
+    endpoint = await serve_metrics("127.0.0.1:0", lambda: iter(pieces))
+    url = f"http://127.0.0.1:{endpoint.bound_port}/metrics"
+    try:
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+                assert response.headers["Content-Encoding"] == "gzip"
+                raw = await response.read()
+            assert gzip.decompress(raw) == b"".join(pieces)
+            assert len(raw) < len(b"".join(pieces)) // 5
+            async with session.get(url, headers={"Accept-Encoding": "identity"}) as response:
+                assert "Content-Encoding" not in response.headers
+                assert await response.read() == b"".join(pieces)
     finally:
         await endpoint.close()
