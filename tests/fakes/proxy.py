@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagereflector.registry.types import ProxyConfig
+from tests.fakes.ports import process_listens
 from tests.fakes.registry import free_port
 
 PROXY_USER = "proxyuser"
@@ -66,14 +67,12 @@ async def running_tinyproxy(directory: Path, *, auth: bool = True) -> AsyncItera
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         for _ in range(200):  # until it listens; the process start is all we wait for
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.025)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            break
+            if process.returncode is not None:
+                raise RuntimeError(f"tinyproxy exited with {process.returncode} at start")
+            # The process itself, not whoever holds the port (see ports).
+            if process_listens(process.pid, port):
+                break
+            await asyncio.sleep(0.025)
         else:
             raise RuntimeError("tinyproxy did not start listening")
         yield proxy

@@ -49,6 +49,8 @@ import aiohttp
 import bcrypt
 from aiohttp import web
 
+from tests.fakes.ports import process_listens
+
 if TYPE_CHECKING:
     from tests.fakes.certs import CertAuthority, KeyPair
     from tests.fakes.tokenserver import TokenServer
@@ -413,20 +415,16 @@ def _reap(process: subprocess.Popen[bytes]) -> None:
 
 
 async def _wait_listening(reg: RegistryProcess) -> bool:
-    """True once the port accepts; False if the process exited first."""
+    """True once the process listens on its port; False if it exited first."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _START_TIMEOUT
     while loop.time() < deadline:
         if reg.process.poll() is not None:
             return False
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", reg.port)
-        except OSError:
-            await asyncio.sleep(0.01)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return True
+        # Not a connect: another worker may have bound the port meanwhile (see ports).
+        if process_listens(reg.process.pid, reg.port):
+            return True
+        await asyncio.sleep(0.01)
     raise RegistryStartError(f"docker-registry not listening after {_START_TIMEOUT}s:\n{reg.log()}")
 
 

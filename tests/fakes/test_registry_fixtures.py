@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from yarl import URL
 
 from tests.fakes.certs import make_ca, write_bundle, write_cert_dir
 from tests.fakes.fronts import FaultFront, PaginatingFront
+from tests.fakes.ports import process_listens
 from tests.fakes.registry import (
     TEST_CREDS,
     RegistryProcess,
@@ -179,6 +181,26 @@ async def test_registry_that_dies_at_start_reports_its_log(tmp_path: Path) -> No
 
     with pytest.raises(RegistryStartError, match=r"registry\.crt"):
         await start_registry(tmp_path, tls=server)
+
+
+async def test_a_port_taken_by_another_process_is_not_mistaken_for_the_registry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The race a parallel run hits: between free_port and the registry's bind another
+    # worker listens there. A connect would succeed; start_registry must still see
+    # that its registry is not the listener (here it cannot start at all).
+    squatter = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = squatter.getsockname()[1]
+        monkeypatch.setattr("tests.fakes.registry.free_port", lambda: port)
+        ca = make_ca(tmp_path / "pki")
+        server = ca.issue(tmp_path / "pki", "registry")
+        server.cert_file.unlink()
+
+        with pytest.raises(RegistryStartError):
+            await start_registry(tmp_path, tls=server)
+        assert process_listens(os.getpid(), port)
+    finally:
+        squatter.close()
 
 
 async def test_stop_is_idempotent_and_frees_the_port(tmp_path: Path) -> None:
