@@ -31,7 +31,8 @@ def plan(quick: bool) -> list[Plan]:
                 idle_seconds=10, startup_settle=3)),
             Plan("store", lambda tmp: [micro_bench.store(tmp, objects=100, repeats=3)]),
             Plan("policy", lambda _: [micro_bench.policy(runs=3),
-                                      micro_bench.scan_steps(runs=3)]),
+                                      micro_bench.scan_steps(runs=3),
+                                      micro_bench.scrape(runs=3)]),
         ]
     return [
         Plan("scan", lambda tmp: scan_bench.run(tmp, runs=15, quick=False)),
@@ -50,7 +51,8 @@ def plan(quick: bool) -> list[Plan]:
             tmp, "fleet-10000x100", objects=10000, tags=100, concurrent=4, within=1800)),
         Plan("store", lambda tmp: [micro_bench.store(tmp, objects=1000)]),
         Plan("policy", lambda _: [micro_bench.policy(runs=15),
-                                  micro_bench.scan_steps(runs=15)]),
+                                  micro_bench.scan_steps(runs=15),
+                                  micro_bench.scrape(runs=15)]),
     ]
 
 

@@ -11,6 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import platform
@@ -229,11 +230,17 @@ class ControllerProcess:
         return self.proc.pid
 
     def metrics(self) -> str:
-        """The current /metrics text."""
-        status, body = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
-        if status != 200:
-            raise BenchError(f"/metrics answered {status}:\n{_tail(self.log)}")
-        return body
+        """The current /metrics text, asked for gzip-compressed as Prometheus asks."""
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.metrics_port}/metrics",
+            headers={"Accept-Encoding": "gzip"})
+        try:
+            with urllib.request.urlopen(req, timeout=30.0) as resp:  # noqa: S310 - loopback
+                raw = resp.read()
+                gzipped = resp.headers.get("Content-Encoding") == "gzip"
+        except (urllib.error.URLError, OSError) as err:
+            raise BenchError(f"/metrics failed: {err}\n{_tail(self.log)}") from err
+        return (gzip.decompress(raw) if gzipped else raw).decode()
 
     def ready(self) -> bool:
         """Whether /readyz answers 200."""

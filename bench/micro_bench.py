@@ -1,4 +1,4 @@
-"""Store and policy benchmarks: in-process, no servers.
+"""Store, policy and scrape benchmarks: in-process, no servers.
 
 Store: ``SqliteTagStore`` on a fresh file, writing then reading N objects of M tags each
 (sequential awaits, as the controller's workers do one scan at a time per object), and
@@ -7,6 +7,9 @@ one object of 100,000 tags; medians where an operation is repeated.
 Policy: ``build_policer`` + ``select_latest`` over 10,000 tags for semver (a range that
 every tag satisfies, so all are parsed and compared), alphabetical and numerical order,
 and semver behind a ``filterTags`` pattern with ``extract``.
+
+Scrape: the ``/metrics`` body of 10,000 objects' ``gotk_*`` series, its time and the
+``tracemalloc`` peak while it is produced, streamed and built whole.
 
 Invariants: each store run uses its own temporary directory, removed after; every tag
 list is checked for length after a read.
@@ -19,15 +22,18 @@ import hashlib
 import itertools
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import re2
+from prometheus_client import CollectorRegistry
 
 from bench.common import BenchError, Result, Target, median, ms
 from bench.servers import tag_names
 from imagereflector.api.imagerepository import DEFAULT_EXCLUSION_LIST
+from imagereflector.metrics import Metrics
 from imagereflector.policy import PolicyChoice, TagFilter, build_policer, select_latest
 from imagereflector.registry.tags import compile_exclusions, summarise, tags_revision
 from imagereflector.store.base import ObjectKey
@@ -167,3 +173,43 @@ def scan_steps(*, runs: int, tags: int = 10_000) -> Result:
             f"{ms(t['exclusion_naive'])}); latest tags + revision {ms(t['summary'])} "
             f"(naive {ms(t['summary_naive'])})")
     return Result(f"scan-steps-{tags // 1000}k", line, {**t, "tags": tags, "runs": runs})
+
+
+def scrape(*, runs: int, objects: int = 10_000) -> Result:
+    """One ``/metrics`` body for ``objects`` ImageRepositories: time, and the most memory
+    Python allocations held at once (``tracemalloc`` peak), streamed in pieces as the
+    endpoint serves it and, for contrast, built whole (``Metrics.exposition``)."""
+    metrics = Metrics(CollectorRegistry(), process_collectors=False)
+    for i in range(objects):
+        labels = {"kind": "ImageRepository", "name": f"repo-{i:05d}",
+                  "namespace": f"ns-{i % 100:02d}"}
+        metrics.record_condition(status="True", **labels)
+        metrics.record_suspend(suspended=False, **labels)
+        metrics.record_duration(seconds=0.05, **labels)
+
+    def streamed() -> int:
+        return sum(len(piece) for piece in metrics.exposition_chunks())
+
+    def whole() -> int:
+        return len(metrics.exposition())
+
+    def peak(fn: Callable[[], int]) -> float:
+        tracemalloc.start()
+        try:
+            fn()
+            return float(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+
+    size = streamed()
+    if size != whole():
+        raise BenchError("the streamed /metrics body differs in length from the whole one")
+    t = {"streamed": _time(streamed, runs), "whole": _time(whole, runs),
+         "peak_streamed": peak(streamed), "peak_whole": peak(whole), "bytes": float(size)}
+    mib = 1024.0 * 1024.0
+    line = (f"scrape-{objects // 1000}k: {size / mib:.1f} MiB body in {ms(t['streamed'])}, "
+            f"peak allocation {t['peak_streamed'] / mib:.2f} MiB streamed vs "
+            f"{t['peak_whole'] / mib:.1f} MiB built whole")
+    return Result(f"scrape-{objects // 1000}k", line, {**t, "objects": objects, "runs": runs},
+                  [Target(f"a scrape of {objects:,} objects holds < 1 MiB at a time",
+                          t["peak_streamed"] < mib, f"{t['peak_streamed'] / mib:.2f} MiB")])
