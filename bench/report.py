@@ -267,6 +267,22 @@ def _analysis(results: list[Result], profile: str | None) -> list[str]:
                 "not of the client.",
             ]
         out.append("")
+    slower = [r for r in scans if any(not t.met for t in r.targets if "skopeo" in t.text)]
+    if slower:
+        out += ["### Scan: ours vs skopeo", ""]
+        for r in slower:
+            d = r.data
+            out.append(
+                f"- {r.name}: ours {_ms(d['ours'])} ms against skopeo's listing "
+                f"{_ms(d['skopeo_net'])} ms, which is skopeo's median run "
+                f"({_ms(d['skopeo'])} ms) less its median 1-tag run "
+                f"({_ms(d['skopeo_start'])} ms)." + (
+                    f" From the quartiles of those runs the listing lies between "
+                    f"{_ms(d['skopeo_net_low'])} and {_ms(d['skopeo_net_high'])} ms, so "
+                    "this verdict is within the noise of timing whole processes."
+                    if "skopeo_net_low" in d and d["skopeo_net_low"] <= d["ours"]
+                    <= d["skopeo_net_high"] else ""))
+        out.append("")
     fleet = _by_prefix(results, "fleet-")
     big = [r for r in fleet if any("RSS" in t.text and not t.met for t in r.targets)]
     if big:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import statistics
 import subprocess
 import tempfile
 import time
@@ -150,6 +151,14 @@ def _cli(image: str, expect: int) -> float:
                        expect)
 
 
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    """The first and third quartiles (both the value itself for a single run)."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q1, q3
+
+
 def _timed_runs(runs: int, fn: object) -> list[float]:
     assert callable(fn)
     fn()  # warm-up, discarded
@@ -211,17 +220,23 @@ def run(tmp: Path, *, runs: int, quick: bool) -> list[Result]:
             timings = asyncio.run(_in_process(shapes, runs, Path(work)))
         sk_runs = runs
         cli_runs = max(3, runs // 3)
-        skopeo_start = median(_timed_runs(sk_runs, lambda: _skopeo(f"{registry}/one", 1)))
+        start_runs = _timed_runs(sk_runs, lambda: _skopeo(f"{registry}/one", 1))
+        skopeo_start = median(start_runs)
         cli_start = median(_timed_runs(cli_runs, lambda: _cli(f"{registry}/one", 1)))
         for shape in shapes:
             t = timings[shape.name]
             image = f"{shape.host}/big"
-            skopeo = median(_timed_runs(sk_runs, lambda image=image: _skopeo(image, TAGS)))
+            big_runs = _timed_runs(sk_runs, lambda image=image: _skopeo(image, TAGS))
+            skopeo = median(big_runs)
             cli = median(_timed_runs(cli_runs, lambda image=image: _cli(image, TAGS)))
             ratio = t["ours"] / t["aiohttp"]
             skopeo_net = skopeo - skopeo_start
             data = {**t, "skopeo": skopeo, "skopeo_start": skopeo_start,
                     "skopeo_net": skopeo_net, "cli": cli, "cli_start": cli_start,
+                    # How well the net listing time is known: the difference of the
+                    # quartiles of two process timings (a whole skopeo run each).
+                    "skopeo_net_low": _quartiles(big_runs)[0] - _quartiles(start_runs)[1],
+                    "skopeo_net_high": _quartiles(big_runs)[1] - _quartiles(start_runs)[0],
                     "ratio": ratio, "runs": runs}
             line = (f"{shape.name}: ours {ms(t['ours'])} (with store {ms(t['ours_store'])}, "
                     f"cold {ms(t['ours_cold'])}, list_tags alone {ms(t['ours_list'])}), "
