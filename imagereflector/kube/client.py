@@ -239,18 +239,42 @@ async def load_api_client(*, kubeconfig: str | None = None) -> ApiClient:
     """
     configuration = Configuration()
     path = kubeconfig or os.environ.get("KUBECONFIG")
-    if path:
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not path:
+        # The loader re-reads the projected token file as the kubelet rotates it.
+        _load_incluster(client_configuration=configuration)
+    else:
         # KUBECONFIG may list several files; like kubectl, the first one wins here.
-        await k8s_config.load_kube_config(
-            config_file=path.split(os.pathsep)[0],
+        loader = await k8s_config.load_kube_config(
+            config_file=path.split(os.pathsep)[0] if path else None,
             client_configuration=configuration,
             persist_config=False,
         )
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        _load_incluster(client_configuration=configuration)
-    else:
-        await k8s_config.load_kube_config(client_configuration=configuration, persist_config=False)
+        _keep_exec_token_fresh(loader, configuration)
     return _with_proxy_rule(ApiClient(configuration=configuration))
+
+
+# ``loader`` is kubernetes_asyncio's untyped KubeConfigLoader.
+def _keep_exec_token_fresh(loader: Any, configuration: Configuration) -> None:
+    """Run a kubeconfig's exec credential plugin again before its token expires.
+
+    kubernetes_asyncio runs the plugin once, at load; the tokens of ``aws eks get-token``
+    and similar plugins last minutes, so a long ``imagereflector controller`` run from a
+    workstation would start getting 401s. Installed as the configuration's
+    ``refresh_api_key_hook``, which the ApiClient awaits before each request: the loader
+    re-runs the plugin only within five minutes of the token's ``expirationTimestamp``
+    (its skew margin), so requests in between cost a timestamp comparison. A token with
+    no expiry is used as long as the process lives, as kubectl does until a 401.
+    """
+    if getattr(loader, "exec_plugin_expiry", None) is None or not loader.token:
+        return
+    lock = asyncio.Lock()
+
+    async def refresh(conf: Configuration) -> None:
+        async with lock:  # one plugin run however many requests are waiting
+            await loader.load_from_exec_plugin()
+        conf.api_key["BearerToken"] = loader.token
+
+    configuration.refresh_api_key_hook = refresh
 
 
 def _with_proxy_rule(api_client: ApiClient) -> ApiClient:

@@ -185,6 +185,10 @@ class FakeKubeAPI:
             await self._runner.cleanup()
             self._runner = None
 
+    def set_token(self, token: str) -> None:
+        """Accept only ``token`` from now on, as when an issued token has expired."""
+        self._token = token
+
     def write_kubeconfig(self, path: Path, *, namespace: str = "default") -> Path:
         """Write a kubeconfig for this server (plain http, bearer token) and return its path."""
         user: JSON = {"token": self._token or FAKE_TOKEN}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from imagereflector.kube.client import (
     EVENTS,
@@ -287,5 +290,70 @@ async def test_priority_and_fairness_turns_the_client_limit_off(tmp_path: Path,
             assert await client.detect_priority_and_fairness() is apf
             assert client.rate_limited is not apf
             assert client.sibling().rate_limited is not apf
+        finally:
+            await client.close()
+
+
+# An exec credential plugin as kubeconfigs for EKS, GKE and AKS use: each run issues the
+# next token of a counter kept in a file, valid for the given seconds.
+_PLUGIN = """
+import datetime, json, pathlib, sys
+counter = pathlib.Path(sys.argv[1])
+n = int(counter.read_text()) + 1 if counter.exists() else 1
+counter.write_text(str(n))
+status = {"token": f"tok-{n}"}
+if sys.argv[2] != "none":
+    expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=float(sys.argv[2]))
+    status["expirationTimestamp"] = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1",
+                  "kind": "ExecCredential", "status": status}))
+"""
+
+
+def _exec_kubeconfig(tmp_path: Path, url: str, lifetime: str) -> tuple[Path, Path]:
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(_PLUGIN)
+    counter = tmp_path / "runs"
+    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
+                     "command": sys.executable,
+                     "args": [str(plugin), str(counter), lifetime]}}
+    config = {"apiVersion": "v1", "kind": "Config",
+              "clusters": [{"name": "c", "cluster": {"server": url}}],
+              "users": [{"name": "u", "user": user}],
+              "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+              "current-context": "x"}
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path, counter
+
+
+async def test_exec_plugin_runs_again_before_its_token_expires(tmp_path: Path) -> None:
+    # kubernetes_asyncio treats a token as expired five minutes early; a lifetime of five
+    # minutes and two seconds makes the first token due for renewal after two seconds.
+    async with running_kubeapi(token="tok-1") as api:
+        path, runs = _exec_kubeconfig(tmp_path, api.url, str(5 * 60 + 2))
+        client = await KubeClient.connect(kubeconfig=str(path))
+        try:
+            for _ in range(3):  # a fresh token is reused: no plugin run per request
+                await client.get_namespace("default")
+            assert runs.read_text() == "1"
+            api.set_token("tok-2")  # the first token is no longer accepted
+            await asyncio.sleep(2.5)
+            await client.get_namespace("default")
+            assert runs.read_text() == "2"
+            await asyncio.gather(*(client.get_namespace("default") for _ in range(5)))
+            assert runs.read_text() == "2"
+        finally:
+            await client.close()
+
+
+async def test_exec_token_without_expiry_is_kept(tmp_path: Path) -> None:
+    async with running_kubeapi(token="tok-1") as api:
+        path, runs = _exec_kubeconfig(tmp_path, api.url, "none")
+        client = await KubeClient.connect(kubeconfig=str(path))
+        try:
+            for _ in range(3):
+                await client.get_namespace("default")
+            assert runs.read_text() == "1"
         finally:
             await client.close()
