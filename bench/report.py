@@ -233,6 +233,11 @@ def _after(results: list[Result], name: str, what: str) -> str:
     return f"{found['peak_rss_mib']:.1f} MiB"
 
 
+def _missed(results: list[Result], word: str) -> list[Result]:
+    """The results with a missed target whose text names ``word``."""
+    return [r for r in results if any(not t.met for t in r.targets if word in t.text)]
+
+
 def _analysis(results: list[Result], profile: str | None) -> list[str]:
     out = ["## What was changed to meet the targets (before → after)", "",
            "Each row was found by this harness (profile or request counts), fixed in the "
@@ -244,8 +249,7 @@ def _analysis(results: list[Result], profile: str | None) -> list[str]:
     missed_before = len(out)
     scans = _by_prefix(results, "scan-10k")
     steps = _one(results, "scan-steps-10k")
-    missed_scans = [r for r in scans
-                    if any(not t.met for t in r.targets if "aiohttp" in t.text)]
+    missed_scans = _missed(scans, "aiohttp")
     if missed_scans:
         out += ["### Scan: ours vs bare aiohttp", ""]
         for r in missed_scans:
@@ -267,7 +271,7 @@ def _analysis(results: list[Result], profile: str | None) -> list[str]:
                 "not of the client.",
             ]
         out.append("")
-    slower = [r for r in scans if any(not t.met for t in r.targets if "skopeo" in t.text)]
+    slower = _missed(scans, "skopeo")
     if slower:
         out += ["### Scan: ours vs skopeo", ""]
         for r in slower:

@@ -91,6 +91,7 @@ RSS_POLL_SECONDS = 1.0
 RSS_TOLERANCE_MIB = 10.0
 QUEUE = "imagerepository"
 RESULTS = REPO_ROOT / "bench" / "results" / "soak.json"
+LONG_RESULTS = REPO_ROOT / "bench" / "results" / "soak-30min.json"
 DOC = REPO_ROOT / "docs" / "performance.md"
 HEADING = "## Soak"
 GROUP = "/apis/image.toolkit.fluxcd.io/v1beta2"
@@ -362,7 +363,9 @@ def soak_section(doc: JSON | None = None) -> list[str]:
         "`--registry-qps=0` and a temporary `--storage-path`; the fake API server and the "
         "real `docker-registry` in processes of their own on the same cores. Run for "
         f"{doc['minutes']:g} min, sampled every {doc['sample_seconds']:.0f} s (t counts from "
-        "the create): `VmRSS`, `utime+stime`, `workqueue_depth{name=\"imagerepository\"}`, "
+        "the create): `VmRSS` (also read every second in between: the \"max in period\" "
+        "column, which the RSS invariant judges), `utime+stime`, "
+        "`workqueue_depth{name=\"imagerepository\"}`, "
         "and, counted from the create, reconciles and reconcile errors "
         "(`controller_runtime_*{controller=\"imagerepository\"}`), registry requests "
         "(`imagereflector_registry_requests_total`), API requests (the fake's log) and the "
@@ -403,6 +406,7 @@ def soak_section(doc: JSON | None = None) -> list[str]:
         if key == "rss_literal_minute_1_2":
             word = "within" if verdict["ok"] else "exceeded"
         out.append(f"| {text} | {word} | {verdict['detail']} |")
+    out += _long_run()
     out += ["", "Samples:", "", TABLE_HEAD, "|" + "---|" * 12]
     prev: JSON | None = None
     for s in samples:
@@ -410,6 +414,31 @@ def soak_section(doc: JSON | None = None) -> list[str]:
         prev = s
     out.append("")
     return out
+
+
+def _long_run(path: Path = LONG_RESULTS) -> list[str]:
+    """A paragraph on the longer run kept in ``LONG_RESULTS``, when there is one."""
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    samples: list[JSON] = doc["samples"]
+
+    def rss_at(minute: int) -> str:
+        near = [s for s in samples if s["t"] <= minute * 60]
+        if not near:
+            return "-"
+        return f"{near[-1].get('rss_max_mib', near[-1]['rss_mib']):.1f}"
+
+    marks = [m for m in (2, 5, 10, 15, 20, 25, 30, 45, 60) if m <= doc["minutes"]]
+    broken = [k for k, v in doc["verdicts"].items()
+              if not v["ok"] and k != "rss_literal_minute_1_2"]
+    return ["", f"A longer run, {doc['minutes']:g} min (`{doc['command']}` with "
+            f"`SOAK_RESULTS={path.relative_to(REPO_ROOT)}`, {doc['date']}), to tell slow "
+            "drift from noise. RSS (max per period) at minute "
+            + ", ".join(f"{m}: {rss_at(m)}" for m in marks)
+            + f" MiB; {doc['verdicts']['rss_flat']['detail']}; "
+            + ("every invariant holds" if not broken else
+               "broken: " + ", ".join(broken)) + "."]
 
 
 def write_doc(lines: list[str], path: Path = DOC) -> None:

@@ -42,6 +42,7 @@ from tests.controllers.harness import (
     repository,
     start_cluster,
 )
+from tests.fakes.kubeapi import FakeKubeAPI
 from tests.fakes.registry import RegistryProcess
 from tests.reliability.support import (
     StatusLog,
@@ -93,6 +94,52 @@ def points_at(host: str, image_of: dict[str, int],
         return (status_of(obj).get("latestImage") == expected
                 and cond.is_ready(conditions_of(obj)))
     return check
+
+
+async def outage(api: FakeKubeAPI, registry: RegistryProcess, repos: list[str],
+                 handled: dict[str, str | None], *, images: int, in_flight: int,
+                 seconds: float, requests: tuple[str, str, str]) -> None:
+    """Reconciles in flight, then the API server goes away for ``seconds``.
+
+    A reconcile request on every repository (``requests[0]``) starts the reconciles;
+    once ``in_flight`` status patches landed the server goes down. While it is away
+    new tags arrive (``second_tags``), every other repository gets ``requests[1]`` and
+    the watch history is compacted; after it is back every third gets ``requests[2]``.
+    ``handled`` records the request each repository must end up handling.
+    """
+    before, during, after = requests
+    patches = len(api.calls(verb="patch", resource=REPOS, subresource="status"))
+    for name in repos:
+        handled[name] = before
+        annotate(api, REPOS, name, before)
+    await asyncio.wait_for(api.wait_for_calls(
+        patches + in_flight, verb="patch", resource=REPOS, subresource="status"), timeout=60)
+    await api.go_down()
+    for image in range(images):
+        registry.write_tags(f"img{image}", second_tags(image))
+    for name in repos[::2]:
+        handled[name] = during
+        annotate(api, REPOS, name, during)
+    api.compact()
+    await asyncio.sleep(seconds)  # the outage itself; nothing is timed
+    await api.come_up()
+    for name in repos[::3]:
+        handled[name] = after
+        annotate(api, REPOS, name, after)
+
+
+def assert_lossless(repo_log: StatusLog, policy_log: StatusLog, repos: list[str],
+                    order: list[str]) -> None:
+    """In every stored version: scan times never go back, reconcile requests are handled
+    in ``order`` (none lost, none handled again after a newer one), kstatus holds."""
+    for name in repos:
+        history = repo_log.history(name)
+        assert is_non_decreasing(scan_times(history)), name
+        handled = [order.index(status_of(o)["lastHandledReconcileAt"])
+                   for o in history if status_of(o).get("lastHandledReconcileAt")]
+        assert handled == sorted(handled), name
+    assert kstatus_problems(repo_log.drain()) == []
+    assert kstatus_problems(policy_log.drain()) == []
 
 
 async def test_api_faults_lose_and_double_nothing(registry: RegistryProcess,
@@ -156,24 +203,8 @@ async def test_api_faults_lose_and_double_nothing(registry: RegistryProcess,
 
             # Phase 2: reconciles in flight, then the API server goes away; requests and
             # new tags arrive during the outage and history is compacted meanwhile.
-            patches = len(api.calls(verb="patch", resource=REPOS, subresource="status"))
-            for name in repos:
-                handled[name] = "outage-0"
-                annotate(api, REPOS, name, "outage-0")
-            await asyncio.wait_for(api.wait_for_calls(
-                patches + 5, verb="patch", resource=REPOS, subresource="status"), timeout=60)
-            await api.go_down()
-            for image in range(IMAGES):
-                registry.write_tags(f"img{image}", second_tags(image))
-            for name in repos[::2]:
-                handled[name] = "outage-1"
-                annotate(api, REPOS, name, "outage-1")
-            api.compact()
-            await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself; nothing is timed
-            await api.come_up()
-            for name in repos[::3]:
-                handled[name] = "outage-2"
-                annotate(api, REPOS, name, "outage-2")
+            await outage(api, registry, repos, handled, images=IMAGES, in_flight=5,
+                         seconds=OUTAGE_SECONDS, requests=("outage-0", "outage-1", "outage-2"))
             await wait_all(cluster, REPOS, repos, lambda name, obj: settled_with(
                 len(second_tags(image_of[name])), handled[name])(obj), within=60)
             await wait_all(cluster, POLICIES, policies,
@@ -185,17 +216,9 @@ async def test_api_faults_lose_and_double_nothing(registry: RegistryProcess,
                 stored = await cluster.manager.store.tags(ObjectKey("default", name))
                 assert sorted(stored) == sorted(second_tags(image_of[name])), name
 
-            # History: monotonic scan times and reconcile requests, kstatus everywhere.
-            order = ["first-0", "first-1", "first-2", "after-410", "outage-0", "outage-1",
-                     "outage-2"]
-            for name in repos:
-                history = repo_log.history(name)
-                assert is_non_decreasing(scan_times(history)), name
-                requests = [order.index(status_of(o)["lastHandledReconcileAt"])
-                            for o in history if status_of(o).get("lastHandledReconcileAt")]
-                assert requests == sorted(requests), name
-            assert kstatus_problems(repo_log.drain()) == []
-            assert kstatus_problems(policy_log.drain()) == []
+            assert_lossless(repo_log, policy_log, repos, [
+                "first-0", "first-1", "first-2", "after-410", "outage-0", "outage-1",
+                "outage-2"])
 
             # Events: never two Event objects for one (type, reason, message); an object
             # whose Ready never left True has one Normal event per Ready message, count 1.
@@ -247,27 +270,8 @@ async def test_api_server_away_for_30_seconds_and_back(registry: RegistryProcess
             await wait_all(cluster, POLICIES, policies,
                            points_at(registry.host, policy_image, first_tags), within=30)
 
-            # Reconciles in flight when the API server goes; requests and new tags arrive
-            # while it is away, and its watch history is compacted meanwhile.
-            patches = len(api.calls(verb="patch", resource=REPOS, subresource="status"))
-            for name in repos:
-                handled[name] = "before"
-                annotate(api, REPOS, name, "before")
-            await asyncio.wait_for(api.wait_for_calls(
-                patches + 2, verb="patch", resource=REPOS, subresource="status"), timeout=60)
-            await api.go_down()
-            for image in range(images):
-                registry.write_tags(f"img{image}", second_tags(image))
-            for name in repos[::2]:
-                handled[name] = "during"
-                annotate(api, REPOS, name, "during")
-            api.compact()
-            await asyncio.sleep(LONG_OUTAGE_SECONDS)  # the outage itself; nothing is timed
-            await api.come_up()
-            for name in repos[::3]:
-                handled[name] = "after"
-                annotate(api, REPOS, name, "after")
-
+            await outage(api, registry, repos, handled, images=images, in_flight=2,
+                         seconds=LONG_OUTAGE_SECONDS, requests=("before", "during", "after"))
             # The informers' and the queue's backoff may each wait up to ~30 s more.
             await wait_all(cluster, REPOS, repos, lambda name, obj: settled_with(
                 len(second_tags(image_of[name])), handled[name])(obj), within=150)
@@ -276,15 +280,7 @@ async def test_api_server_away_for_30_seconds_and_back(registry: RegistryProcess
             for name in repos:
                 stored = await cluster.manager.store.tags(ObjectKey("default", name))
                 assert sorted(stored) == sorted(second_tags(image_of[name])), name
-            order = ["before", "during", "after"]
-            for name in repos:
-                history = repo_log.history(name)
-                assert is_non_decreasing(scan_times(history)), name
-                requests = [order.index(status_of(o)["lastHandledReconcileAt"])
-                            for o in history if status_of(o).get("lastHandledReconcileAt")]
-                assert requests == sorted(requests), name
-            assert kstatus_problems(repo_log.drain()) == []
-            assert kstatus_problems(policy_log.drain()) == []
+            assert_lossless(repo_log, policy_log, repos, ["before", "during", "after"])
             await cluster.manager.events.flush()
             for name in [*repos, *policies]:
                 keys = [(e["type"], e["reason"], e["message"]) for e in events_of(api, name)]
