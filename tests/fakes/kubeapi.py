@@ -220,6 +220,11 @@ class FakeKubeAPI:
         """Drop every open watch connection mid-stream (or end them cleanly); returns how many."""
         return self.store.stop_watchers("end" if graceful else "abort")
 
+    def cut_watches_mid_event(self) -> int:
+        """Drop every open watch halfway through the JSON line of its next event (a proxy
+        or API server dying while writing); returns how many watches will be cut."""
+        return self.store.stop_watchers("mid-event")
+
     def pause(self, seconds: float | None = None) -> None:
         """Hold new requests unanswered until :meth:`resume` (or ``seconds`` pass)."""
         self._running.clear()
@@ -524,6 +529,13 @@ class FakeKubeAPI:
                 return
             if watcher.cut == "end":
                 break
+            if item is not None and watcher.cut == "mid-event":
+                line = _line(item)
+                await resp.write(line[:len(line) // 2])
+                # Let the half line leave before the abort discards the send buffer.
+                await asyncio.sleep(0.05)
+                _abort(request)
+                return
             if item is not None:
                 await resp.write(_line(item))
         await resp.write_eof()

@@ -538,10 +538,14 @@ class Store:
         self._watchers.discard(watcher)
 
     def stop_watchers(self, mode: str) -> int:
-        """End every open watch (``"abort"`` or ``"end"``); returns how many there were."""
+        """End every open watch (``"abort"``, ``"end"``, or ``"mid-event"``: halfway through
+        each one's next event); returns how many there were."""
         watchers = builtins.list(self._watchers)
         for watcher in watchers:
-            watcher.stop(mode)
+            if mode == "mid-event":
+                watcher.cut_inside_next_event()
+            else:
+                watcher.stop(mode)
         return len(watchers)
 
     @property

@@ -55,7 +55,8 @@ class Watcher:
         self.queue: asyncio.Queue[JSON | None] = asyncio.Queue()
         """Events in order; ``None`` only wakes the reader to look at :attr:`cut`."""
         self.cut: str | None = None
-        """``"abort"`` (drop the connection) or ``"end"`` (finish the stream) once cut."""
+        """``"abort"`` (drop the connection), ``"end"`` (finish the stream) once cut, or
+        ``"mid-event"`` (drop it halfway through the next event)."""
 
     def matches(self, obj: JSON) -> bool:
         """Whether ``obj`` passes this watch's namespace, label and field filters."""
@@ -88,3 +89,7 @@ class Watcher:
         """Ask the stream to end: ``"abort"`` mid-stream, or ``"end"`` cleanly."""
         self.cut = mode
         self.queue.put_nowait(None)
+
+    def cut_inside_next_event(self) -> None:
+        """Send only the first half of the next event's line, then drop the connection."""
+        self.cut = "mid-event"

@@ -484,6 +484,29 @@ async def test_cut_watches_breaks_streams_mid_stream(
         assert await read_line(stream) == b""
 
 
+async def test_cut_mid_event_sends_half_a_line_then_drops(
+        raw: aiohttp.ClientSession, kube: FakeKubeAPI) -> None:
+    kube.create(repo("a"))
+    async with raw.get(REPOS, params={"watch": "true"}) as stream:
+        await read_event(stream)
+        assert kube.cut_watches_mid_event() == 1
+        kube.create(repo("b"))
+        chunks: list[bytes] = []
+
+        async def read_to_the_break() -> None:
+            async with asyncio.timeout(READ_GUARD):
+                while chunk := await stream.content.readany():
+                    chunks.append(chunk)
+
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await read_to_the_break()
+        received = b"".join(chunks)
+        assert received.startswith(b'{"type":"ADDED"')
+        assert b"\n" not in received
+        with pytest.raises(ValueError, match=r"Unterminated|Expecting"):
+            json.loads(received)
+
+
 async def test_go_down_refuses_then_come_up_serves_same_port(kube: FakeKubeAPI) -> None:
     url = kube.url + "/version"
     async with aiohttp.ClientSession() as session:

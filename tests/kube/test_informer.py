@@ -165,6 +165,30 @@ async def test_resume_after_cut_watch_misses_nothing(kubeapi: FakeKubeAPI, start
     assert len(kubeapi.calls(verb="list", resource="imagerepositories")) == 1
 
 
+async def test_watch_cut_inside_an_event_resumes_and_delivers_it_once(
+    kubeapi: FakeKubeAPI, start: StartFn
+) -> None:
+    kubeapi.create(repo("a"))
+    informer, rec = await start()
+    assert await rec.next() == ("add", "default/a")
+    await wait_for(lambda: kubeapi.open_watches == 1)
+    assert kubeapi.cut_watches_mid_event() == 1
+    kubeapi.patch("imagerepositories", "default", "a", {"spec": {"interval": "7m"}})
+    # Half of this event's line arrived before the connection dropped; the informer
+    # re-watches from the last whole event and gets it whole.
+    assert await rec.next() == ("update", "default/a")
+    kubeapi.create(repo("b"))
+    assert await rec.next() == ("add", "default/b")
+    assert rec.queue.empty()
+    stored = informer.get("default/a")
+    assert stored is not None
+    assert stored["spec"]["interval"] == "7m"
+    watches = kubeapi.calls(verb="watch", resource="imagerepositories")
+    assert len(watches) >= 2
+    assert watches[1].query["resourceVersion"] == watches[0].query["resourceVersion"]
+    assert len(kubeapi.calls(verb="list", resource="imagerepositories")) == 1
+
+
 async def test_gone_relists_and_delivers_missed_deletions(
     kubeapi: FakeKubeAPI, start: StartFn
 ) -> None:

@@ -2,11 +2,12 @@
 
 Proves, against the real manager, the real registry and the fake API server:
 
-* watch streams cut mid-stream (repeatedly), 410 Gone after compaction (with the relists
-  themselves failing with 429 and 500), 429 with ``Retry-After`` and 5xx on watches and on
-  status patches, a 409 on the first status patch of every object, and the API server
-  unreachable for a few seconds while reconciles are in flight, with annotations and new
-  tags arriving during the outage (and history compacted, so the informer must relist);
+* watch streams cut between events and inside one (half a JSON line), 410 Gone after
+  compaction (with the relists themselves failing with 429 and 500), 429 with
+  ``Retry-After`` and 5xx on watches and on status patches, a 409 on the first status
+  patch of every object, and the API server unreachable for a few seconds while
+  reconciles are in flight, with annotations and new tags arriving during the outage
+  (and history compacted, so the informer must relist);
 * afterwards every repository is Ready with the right tag count, every stored tag list is
   exactly what the registry serves, every policy points at the right latest image, and
   each object's ``lastHandledReconcileAt`` equals the last reconcile request set on it;
@@ -183,7 +184,10 @@ async def test_api_faults_lose_and_double_nothing(registry: RegistryProcess,
                     api.fail_next("GET", r"/imagepolicies\?watch=true", 503)
                 elif round_ == 1:
                     api.fail_next("GET", r"/imagerepositories\?watch=true", 500)
-                assert api.cut_watches() > 0
+                if round_ == 2:  # halfway through the next event's JSON line
+                    assert api.cut_watches_mid_event() > 0
+                else:
+                    assert api.cut_watches() > 0
                 for name in repos[round_ * 15:round_ * 15 + 20]:
                     handled[name] = f"first-{round_}"
                     annotate(api, REPOS, name, f"first-{round_}")
