@@ -1,7 +1,9 @@
-"""The tag store file corrupted under a running controller is rebuilt, once, and rescanned.
+"""The tag store file deleted or corrupted under a running controller is rebuilt, once,
+and rescanned.
 
 Proves with the real manager (store checked every 0.2 s, as the harness configures):
 
+* ``tags.db`` (with its WAL and shared-memory files) deleted,
 * ``tags.db`` overwritten in place with garbage (same inode, no SQLite header), and
 * ``tags.db`` and its WAL garbled past the header (the file still looks like SQLite and a
   fresh connection finds it damaged; a reconcile request makes the controller scan and
@@ -9,7 +11,7 @@ Proves with the real manager (store checked every 0.2 s, as the harness configur
 
 each end with a fresh, intact database: the controller says it recreated the store exactly
 once in the log, every repository is rescanned (its new tags are found and stored), and
-the file passes ``PRAGMA integrity_check``. The second case needs the periodic deep
+the file passes ``PRAGMA integrity_check``. The last case needs the periodic deep
 check (every tenth tick reads the pages from disk).
 """
 
@@ -53,6 +55,21 @@ async def test_garbage_store_is_recreated_once_and_rescanned(
         database = await scanned(cluster, registry)
         garble(database, keep_header=False)
         await wait_all(cluster, REPOS, NAMES, lambda _, o: settled_with(3)(o), within=30)
+        await assert_rebuilt(cluster, database)
+    assert len([r for r in caplog.records if RECREATED in r.getMessage()]) == 1
+
+
+async def test_deleted_store_is_recreated_once_and_rescanned(
+        registry: RegistryProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="imagereflector")
+    registry.write_tags("app", ["1", "2"])
+    async with start_cluster(tmp_path) as cluster:
+        database = await scanned(cluster, registry)
+        for path in (database, database.with_name("tags.db-wal"),
+                     database.with_name("tags.db-shm")):
+            path.unlink(missing_ok=True)
+        await wait_all(cluster, REPOS, NAMES, lambda _, o: settled_with(3)(o), within=30)
+        assert database.exists()
         await assert_rebuilt(cluster, database)
     assert len([r for r in caplog.records if RECREATED in r.getMessage()]) == 1
 
