@@ -56,6 +56,7 @@ regenerates the document).
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import math
 import os
@@ -228,13 +229,15 @@ def _verdicts(samples: list[JSON], objects: int, check: JSON, n_1m: int) -> JSON
             "rss_literal_minute_1_2": _rss_verdict(samples, 60.0)}
 
 
-def _rss_verdict(samples: list[JSON], start: float) -> JSON:
-    def rss(s: JSON) -> float:
-        # Results written before the per-second polling have the sample's value only.
-        return float(s["rss_max_mib"] if "rss_max_mib" in s else s["rss_mib"])
+def _rss(sample: JSON) -> float:
+    """A sample's RSS maximum over its period (MiB)."""
+    # Results written before the per-second polling have the sample's value only.
+    return float(sample["rss_max_mib"] if "rss_max_mib" in sample else sample["rss_mib"])
 
-    window = [rss(s) for s in samples if start <= s["t"] < start + 60.0]
-    later = [rss(s) for s in samples if s["t"] >= start + 60.0]
+
+def _rss_verdict(samples: list[JSON], start: float) -> JSON:
+    window = [_rss(s) for s in samples if start <= s["t"] < start + 60.0]
+    later = [_rss(s) for s in samples if s["t"] >= start + 60.0]
     if not window or len(later) < int(60 / SAMPLE_SECONDS):
         return {"ok": True, "applicable": False, "window_start_s": start,
                 "detail": f"not applicable: fewer than 60 s of samples after "
@@ -423,19 +426,25 @@ def _long_run(path: Path = LONG_RESULTS) -> list[str]:
     doc = json.loads(path.read_text())
     samples: list[JSON] = doc["samples"]
 
-    def rss_at(minute: int) -> str:
-        near = [s for s in samples if s["t"] <= minute * 60]
-        if not near:
-            return "-"
-        return f"{near[-1].get('rss_max_mib', near[-1]['rss_mib']):.1f}"
+    def rss_near(seconds: float) -> float:
+        """The per-period maximum of the last sample at or before ``seconds``."""
+        near = [s for s in samples if s["t"] <= seconds] or samples[:1]
+        return _rss(near[-1])
 
+    # Growth per third of the run after minute 2: a leak grows alike in each third,
+    # an allocator settling grows less in each.
+    span = doc["minutes"] * 60 - 120
+    edges = [120 + span * k / 3 for k in range(4)]
+    thirds = [rss_near(b) - rss_near(a) for a, b in itertools.pairwise(edges)]
     marks = [m for m in (2, 5, 10, 15, 20, 25, 30, 45, 60) if m <= doc["minutes"]]
     broken = [k for k, v in doc["verdicts"].items()
               if not v["ok"] and k != "rss_literal_minute_1_2"]
     return ["", f"A longer run, {doc['minutes']:g} min (`{doc['command']}` with "
             f"`SOAK_RESULTS={path.relative_to(REPO_ROOT)}`, {doc['date']}), to tell slow "
             "drift from noise. RSS (max per period) at minute "
-            + ", ".join(f"{m}: {rss_at(m)}" for m in marks)
+            + ", ".join(f"{m}: {rss_near(m * 60):.1f}" for m in marks)
+            + " MiB; growth in each third of the run after minute 2: "
+            + ", ".join(f"{g:+.1f}" for g in thirds)
             + f" MiB; {doc['verdicts']['rss_flat']['detail']}; "
             + ("every invariant holds" if not broken else
                "broken: " + ", ".join(broken)) + "."]
