@@ -545,45 +545,6 @@ class KubeClient:
 
     # -- the calls the controller makes ------------------------------------------------------
 
-    async def patch_status(
-        self,
-        ref: ResourceRef,
-        name: str,
-        patch: Mapping[str, Any],
-        *,
-        namespace: str,
-        field_manager: str = meta.CONTROLLER_NAME,
-    ) -> JSONObject:
-        """JSON merge-patch on the ``/status`` subresource (content type forced)."""
-        return await self.patch(
-            ref,
-            name,
-            dict(patch),
-            namespace=namespace,
-            subresource="status",
-            patch_type="merge",
-            field_manager=field_manager,
-        )
-
-    async def patch_metadata(
-        self,
-        ref: ResourceRef,
-        name: str,
-        metadata: Mapping[str, Any],
-        *,
-        namespace: str,
-        field_manager: str = meta.CONTROLLER_NAME,
-    ) -> JSONObject:
-        """JSON merge-patch ``{"metadata": metadata}`` on the object (e.g. finalizers)."""
-        return await self.patch(
-            ref,
-            name,
-            {"metadata": dict(metadata)},
-            namespace=namespace,
-            patch_type="merge",
-            field_manager=field_manager,
-        )
-
     async def get_secret(self, namespace: str, name: str) -> JSONObject:
         """GET a Secret. The result holds credentials: never log it."""
         return await self.get(SECRETS, name, namespace=namespace)

@@ -11,7 +11,8 @@ How the derivation works (all by AST, nothing is executed but the import of
    ``replace``, ``patch``, ``delete``) take a ``ResourceRef`` first and map to one RBAC
    verb each (``GENERIC_VERBS``). Every other public method is classified from its body:
    the generic calls it makes on ``self`` with a constant (``get_secret`` → secrets/get),
-   or with its own ``ref`` parameter (``patch_status`` → ``<ref>/status`` patch).
+   or with its own ``ref`` parameter (a ``patch_status(ref, …)`` wrapper would be a
+   ``<ref>/status`` patch).
 2. The modules the controller can run are those imported, transitively, from
    ``imagereflector.cli``, minus the other commands' modules (``CONTROLLER_EXCLUDES``).
 3. In those modules every call of a ``KubeClient`` method is resolved: fixed-resource

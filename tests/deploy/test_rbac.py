@@ -15,6 +15,7 @@ import pytest
 
 from tests.deploy.conftest import NAME, NAMESPACE, find
 from tests.deploy.rbac_derive import (
+    GENERIC_VERBS,
     Permission,
     UnderivableError,
     client_method_effects,
@@ -122,7 +123,6 @@ def test_client_methods_are_classified_from_their_bodies() -> None:
     as_tuples = {name: {(e.ref, e.verb, e.subresource) for e in found}
                  for name, found in effects.items()}
     assert as_tuples["get_secret"] == {("SECRETS", "get", None)}
-    assert as_tuples["patch_status"] == {(None, "patch", "status")}
     assert as_tuples["update_lease"] == {("LEASES", "update", None)}
     assert as_tuples["patch_event"] == {("EVENTS", "patch", None)}
     assert as_tuples["apply_crds"] == {("CUSTOM_RESOURCE_DEFINITIONS", "get", None),
@@ -142,8 +142,27 @@ def test_a_new_direct_call_is_derived() -> None:
     assert _derive("""
         async def purge(client, namespace: str) -> None:
             await client.delete(SECRETS, "old", namespace=namespace)
-            await client.patch_status(IMAGE_POLICIES, "p", {}, namespace=namespace)
+            await client.patch(IMAGE_POLICIES, "p", {}, namespace=namespace,
+                               subresource="status")
     """) == {"core:secrets:delete", "image.toolkit.fluxcd.io:imagepolicies/status:patch"}
+
+
+def test_a_client_method_on_its_own_ref_parameter_is_classified() -> None:
+    # A wrapper such as patch_status(ref, ...) patches <ref>/status for whatever ref a
+    # caller passes; shown on a KubeClient source with the generic methods and one wrapper.
+    generic = "".join(f"    async def {name}(self, ref: ResourceRef) -> None: ...\n"
+                      for name in GENERIC_VERBS)
+    source = (
+        "class KubeClient:\n" + generic
+        + "    async def patch_status(self, ref: ResourceRef, name: str) -> None:\n"
+          "        await self.patch(ref, name, {}, subresource='status')\n"
+          "    async def get_secret(self, namespace: str, name: str) -> None:\n"
+          "        await self.get(SECRETS, name, namespace=namespace)\n")
+    effects = client_method_effects(resource_constants(), source)
+    assert {(e.ref, e.verb, e.subresource) for e in effects["patch_status"]} == {
+        (None, "patch", "status")}
+    assert {(e.ref, e.verb, e.subresource) for e in effects["get_secret"]} == {
+        ("SECRETS", "get", None)}
 
 
 def test_a_consumer_class_carries_its_calls_to_each_constant() -> None:

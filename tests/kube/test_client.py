@@ -228,13 +228,15 @@ async def test_status_and_metadata_patches(kubeapi: FakeKubeAPI, client: KubeCli
             "spec": {"image": "x"},
         }
     )
-    out = await client.patch_status(
-        IMAGE_REPOSITORIES, "r", {"status": {"a": 1}, "spec": {"image": "y"}}, namespace="default"
+    out = await client.patch(
+        IMAGE_REPOSITORIES, "r", {"status": {"a": 1}, "spec": {"image": "y"}},
+        namespace="default", subresource="status", patch_type="merge",
     )
     assert out["status"] == {"a": 1}
     assert out["spec"] == {"image": "x"}  # /status ignores spec
-    out = await client.patch_metadata(
-        IMAGE_REPOSITORIES, "r", {"finalizers": ["f"]}, namespace="default"
+    out = await client.patch(
+        IMAGE_REPOSITORIES, "r", {"metadata": {"finalizers": ["f"]}}, namespace="default",
+        patch_type="merge",
     )
     assert out["metadata"]["finalizers"] == ["f"]
     patches = kubeapi.calls(verb="patch")
