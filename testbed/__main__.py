@@ -1,0 +1,35 @@
+"""``python -m testbed build controlplane|flux|all`` and ``python -m testbed cluster up|down``.
+
+Role: the command line of the test bed, for the Makefile (``make controlplane``,
+``make flux-controllers``, ``make cluster``, ``make cluster-down``) and for people.
+Progress goes to stderr; stdout carries only what a script consumes (bin dirs, the
+``export KUBECONFIG=`` line), its last line being the one to use.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = "usage: python -m testbed build controlplane|flux|all\n" \
+        "       python -m testbed cluster up|down|status [--state-dir DIR]\n"
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        sys.stderr.write(USAGE)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "build":
+        from testbed import build
+
+        return build.main(rest)
+    if command == "cluster":
+        from testbed import cluster
+
+        return cluster.main(rest)
+    sys.stderr.write(USAGE)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
