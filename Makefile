@@ -11,7 +11,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_TOOLS := docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils tinyproxy:tinyproxy kubectl:kubernetes-client
 PYTEST_ARGS ?=
 
-.PHONY: install debs test lint typecheck unit
+.PHONY: install debs test lint typecheck unit controlplane flux-controllers cluster cluster-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,13 +34,15 @@ debs:
 	fi
 
 lint: install
-	$(VENV)/bin/ruff check imagereflector tests
+	$(VENV)/bin/ruff check imagereflector tests testbed
 	$(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy
 
-unit: install debs
+# The real control plane is built (once, into ~/.cache/imagereflector) before the tests:
+# tests/testbed and every test using `kube_cluster` run against it.
+unit: install debs controlplane
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
@@ -78,3 +80,26 @@ bench-quick: install debs
 SOAK_MINUTES ?= 10
 soak: install debs
 	SOAK_MINUTES=$(SOAK_MINUTES) $(PY) -m bench.soak
+
+# The test bed (testbed/, docs/testbed.md): real Kubernetes and Flux programs built from
+# the pins in tools/*/go.mod into ${XDG_CACHE_HOME:-~/.cache}/imagereflector; only
+# missing binaries are built, so a warm cache costs seconds. The last line printed is
+# the bin dir.
+CLUSTER_STATE ?= .cluster
+
+# kube-apiserver, kubectl, etcd and the Flux 2.2 CLI (`flux`).
+controlplane: install
+	$(PY) -m testbed build controlplane
+
+# Flux's image-reflector-controller and CLI of both Flux lines (v2.2.3 with the
+# controller v0.31.0; the newest Flux and controller v1.x served).
+flux-controllers: install
+	$(PY) -m testbed build flux
+
+# etcd + kube-apiserver on 127.0.0.1 with an admin kubeconfig in $(CLUSTER_STATE)/;
+# builds the control plane first when it is missing; reuses a running cluster.
+cluster: install
+	@$(PY) -m testbed cluster up --state-dir $(CLUSTER_STATE)
+
+cluster-down: install
+	$(PY) -m testbed cluster down --state-dir $(CLUSTER_STATE)

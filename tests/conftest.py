@@ -16,6 +16,10 @@ from tests.fakes.certs import make_ca
 from tests.fakes.registry import TEST_CREDS, RegistryProcess, start_registry
 from tests.fakes.tokenserver import TokenServer
 
+# The real control plane (etcd + kube-apiserver built from tools/controlplane):
+# `kube_cluster` (one per session) and `kube_namespace` (one per test).
+pytest_plugins = ("testbed.pytest_plugin",)
+
 # --- real registry fixtures ------------------------------------------------------------
 
 
