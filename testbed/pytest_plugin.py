@@ -7,7 +7,7 @@ and a fresh namespace per test. Loaded by ``tests/conftest.py`` through
 Invariants:
 
 - The cluster lives in a session temp dir, its processes die with the session (also
-  when pytest is killed: they get SIGTERM when their parent dies) and are stopped by
+  when pytest is killed: they get SIGKILL when their parent dies) and are stopped by
   PID at the end of the session.
 - Missing binaries are built first (a one-time build of several minutes; ``make test``
   builds them before pytest starts, so this only happens for a bare ``pytest``). When a

@@ -230,3 +230,31 @@ def test_command_line_up_and_down(kube_cluster: Cluster, tmp_path: Path) -> None
         cluster.down()
     assert down.returncode == 0, down.stderr
     assert not cluster.is_up()
+
+
+def test_test_clusters_die_with_the_session(kube_cluster: Cluster, tmp_path: Path) -> None:
+    # A session killed without teardown (here: a child Python that starts a cluster
+    # and exits without `down`) must not leave etcd or kube-apiserver running.
+    root = Path(__file__).resolve().parents[2]
+    script = (
+        "import json, os, sys\n"
+        "from pathlib import Path\n"
+        "from testbed.cluster import Cluster\n"
+        "c = Cluster(Path(sys.argv[1]), Path(sys.argv[2]), tie_to_parent=True).up()\n"
+        "print(json.dumps([r.__dict__ for r in c.records().values()]), flush=True)\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [str(root / ".venv" / "bin" / "python"), "-c", script, str(tmp_path / "state"),
+         str(kube_cluster.bin_dir)],
+        capture_output=True, text=True, timeout=300, cwd=root, check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    records = [ProcessRecord(**raw) for raw in json.loads(done.stdout.splitlines()[-1])]
+    assert len(records) == 2
+    import time
+
+    deadline = time.monotonic() + 30
+    while any(r.alive() for r in records) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(r.alive() for r in records)
