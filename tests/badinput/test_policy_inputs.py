@@ -18,13 +18,13 @@ from tests.badinput.support import (
     condition,
     image_policy,
     k8s_name,
-    ready_false_with,
     ready_of,
 )
 from tests.controllers.harness import (
     POLICIES,
     REPOS,
     Cluster,
+    failed_for_good,
     has_ready_reason,
     is_ready_with,
     repository,
@@ -52,7 +52,8 @@ async def test_policy_corpus(registry: RegistryProcess, tmp_path: Path) -> None:
         cluster.api.create(image_policy("good", "app", {"semver": {"range": ">=1.0.0"}}))
         for case in corpus.POLICY_CASES:
             name = k8s_name(case.id)
-            obj = await cluster.wait_for(POLICIES, "default", name, ready_false_with(case.reason))
+            obj = await cluster.wait_for(POLICIES, "default", name, failed_for_good(
+                case.reason, stalled=case.stalled))
             found = ready_of(obj)
             if case.message.endswith("'"):
                 assert found.message.startswith(case.message), (case.id, found.message)

@@ -32,7 +32,6 @@ from tests.badinput.support import (
     condition,
     k8s_name,
     namespace,
-    ready_false_with,
     ready_of,
     reconcile_count,
     secret,
@@ -40,6 +39,7 @@ from tests.badinput.support import (
 )
 from tests.controllers.harness import (
     REPOS,
+    failed_for_good,
     has_ready_reason,
     is_ready_with,
     repository,
@@ -106,7 +106,7 @@ async def test_exclusion_regexes_compile_errors_and_pathological_patterns(
                                       exclusionList=list(corpus.PATHOLOGICAL_EXCLUSIONS)))
         cluster.api.create(repository("good", f"{registry.host}/good"))
         for case in corpus.INVALID_EXCLUSIONS:
-            obj = await cluster.wait_for(REPOS, "default", k8s_name(case.id), ready_false_with(
+            obj = await cluster.wait_for(REPOS, "default", k8s_name(case.id), failed_for_good(
                 meta.READ_OPERATION_FAILED_REASON, case.message))
             assert condition(obj, STALLED) is None, case.id
             reconciling = condition(obj, RECONCILING)
@@ -180,7 +180,7 @@ async def test_broken_dockerconfig_secrets(registry: RegistryProcess, tmp_path: 
             cluster.api.create(repository("app", image, namespace=ns, secretRef={"name": "creds"}))
         cluster.api.create(repository("good", image))
         for case in cases:
-            obj = await cluster.wait_for(REPOS, k8s_name(case.id), "app", has_ready_reason(
+            obj = await cluster.wait_for(REPOS, k8s_name(case.id), "app", failed_for_good(
                 meta.AUTHENTICATION_FAILED_REASON))
             found = ready_of(obj)
             assert found.message == case.message.replace("<ns>", k8s_name(case.id)), case.id

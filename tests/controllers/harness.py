@@ -146,6 +146,33 @@ def has_ready_reason(reason: str, status: str = "False") -> Callable[[JSON], boo
     return check
 
 
+def failed_for_good(reason: str, message: str = "", *, stalled: bool = False,
+                    retried: bool = True) -> Callable[[JSON], bool]:
+    """A check: the final status of a failed reconcile, never a progress patch.
+
+    Ready=False with ``reason`` (and ``message``) is also what an object shows while its
+    next attempt runs: that attempt's progress patch sets Reconciling to ``Progressing``
+    and keeps the old Ready. Waiting for Ready alone and then asserting Reconciling races
+    with the retry; this waits for both at once: Reconciling=``ProgressingWithRetry``
+    for a failure that is retried, Stalled=True for one that stalls, and no Reconciling
+    at all for one that waits for a change elsewhere (``retried=False``).
+    """
+    def check(obj: JSON) -> bool:
+        conditions = conditions_of(obj)
+        found = cond.get(conditions, "Ready")
+        if found is None or (found.status, found.reason) != ("False", reason):
+            return False
+        if message and found.message != message:
+            return False
+        if stalled:
+            return cond.is_true(conditions, "Stalled")
+        reconciling = cond.get(conditions, "Reconciling")
+        if not retried:
+            return reconciling is None
+        return reconciling is not None and reconciling.reason == "ProgressingWithRetry"
+    return check
+
+
 def repository(name: str, image: str, *, namespace: str = "default", interval: str = "1h",
                **spec: Any) -> JSON:
     """An ImageRepository manifest."""

@@ -22,6 +22,7 @@ from tests.controllers.harness import (
     REPOS,
     Cluster,
     conditions_of,
+    failed_for_good,
     has_ready_reason,
     is_ready_with,
     kstatus_problems,
@@ -195,8 +196,8 @@ async def test_unscanned_repository_waits_without_retry(registry: RegistryProces
         registry.write_tags("app", ["1.0.0"])
         cluster.api.create(repository("app", f"{registry.host}/app", suspend=True))
         cluster.api.create(policy("pol", "app", {"semver": {"range": ">=1.0.0"}}))
-        obj = await cluster.wait_for(POLICIES, "default", "pol",
-                                     has_ready_reason(meta.DEPENDENCY_NOT_READY_REASON))
+        obj = await cluster.wait_for(POLICIES, "default", "pol", failed_for_good(
+            meta.DEPENDENCY_NOT_READY_REASON, retried=False))
         found = ready(obj)
         assert found is not None
         assert found.message == "referenced ImageRepository has not been scanned yet"

@@ -27,6 +27,7 @@ from tests.controllers.harness import (
     REPOS,
     Cluster,
     conditions_of,
+    failed_for_good,
     has_ready_reason,
     is_ready_with,
     kstatus_problems,
@@ -192,7 +193,7 @@ async def test_missing_secret_is_authentication_failed(registry: RegistryProcess
         cluster.api.create(repository("app", f"{registry.host}/app",
                                       secretRef={"name": "nope"}))
         obj = await cluster.wait_for(REPOS, "default", "app",
-                                     has_ready_reason(meta.AUTHENTICATION_FAILED_REASON))
+                                     failed_for_good(meta.AUTHENTICATION_FAILED_REASON))
         found = ready(obj)
         assert found is not None
         assert found.message == ('failed to configure authentication options: '
