@@ -63,6 +63,9 @@ class CountingObserver:
     def ratelimit_remaining(self, host: str, remaining: int) -> None:
         """Not used here."""
 
+    def invalid_tags(self, host: str, count: int) -> None:
+        """Not used here."""
+
 
 @dataclass(slots=True)
 class Shape:

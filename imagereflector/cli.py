@@ -12,19 +12,23 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from imagereflector import __version__
+from imagereflector.api import meta
 from imagereflector.app.install import ClusterUnreachableError, install_crds
 from imagereflector.app.manager import run_controller
 from imagereflector.app.policy import PolicyOptions, run_policy
 from imagereflector.app.scan import ScanOptions, run_scan
 from imagereflector.config import Settings, duration_seconds, parse_bool, parse_feature_gates
+from imagereflector.kube.client import KubeConfigError
 from imagereflector.kube.leader import LeadershipLostError
-from imagereflector.log import get_logger, setup_logging
+from imagereflector.log import get_logger, setup_cli_logging, setup_logging
+from imagereflector.registry.tags import ExclusionError, compile_exclusions
 
 
 def _add_registry_options(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +53,40 @@ def _add_registry_options(parser: argparse.ArgumentParser) -> None:
                         help="Go duration bounding the listing (spec.timeout), default 1m")
     parser.add_argument("--max-tag-pages", type=int, default=100,
                         help="stop with an error after this many tag pages (default 100)")
+    _add_scan_bounds(parser.add_argument)
     parser.add_argument("--output", "-o", choices=("text", "json"), default="text")
+
+
+def _add_scan_bounds(add: Callable[..., Any]) -> None:
+    """The whole-scan bounds, shared by ``controller``, ``scan`` and ``policy``."""
+    d = Settings()
+    add("--max-tags-per-scan", type=_positive_int, default=d.max_tags_per_scan,
+        metavar="N", help="stop a scan with an error past this many tags across all pages "
+        f"(default {d.max_tags_per_scan})")
+    add("--max-tag-bytes-per-scan", type=_byte_size, default=d.max_tag_bytes_per_scan,
+        metavar="SIZE", help="stop a scan with an error past this many bytes of tag lists "
+        "across all pages; a number, or with a Ki, Mi or Gi suffix (default 8Mi)")
+
+
+_BYTE_SUFFIXES: dict[str, int] = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+_BYTE_SIZE = re.compile(r"([0-9]+)(Ki|Mi|Gi)?")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _byte_size(text: str) -> int:
+    match = _BYTE_SIZE.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 8Mi or 8388608)")
+    return _positive_int(match.group(1)) * _BYTE_SUFFIXES[match.group(2) or ""]
 
 
 def _add_scan_parser(sub: Any) -> None:
@@ -62,6 +99,7 @@ def _add_scan_parser(sub: Any) -> None:
     _add_registry_options(scan)
     scan.add_argument("--storage-path", type=Path,
                       help="store the result in <path>/tags.db as the controller does")
+    scan.set_defaults(command_parser=scan)
 
 
 def _add_policy_parser(sub: Any) -> None:
@@ -88,6 +126,7 @@ def _add_policy_parser(sub: Any) -> None:
                         help="filterTags.extract, e.g. '$version'")
     policy.add_argument("--top", type=int, default=10, help="how many candidates to show")
     _add_registry_options(policy)
+    policy.set_defaults(command_parser=policy)
 
 
 class _GoBool(argparse.Action):
@@ -154,6 +193,7 @@ def _add_controller_parser(sub: Any) -> None:
     add("--registry-burst", type=int, default=d.registry_burst)
     add("--max-tag-pages", type=int, default=d.max_tag_pages,
         help="stop a scan with an error after this many tag pages")
+    _add_scan_bounds(add)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -179,7 +219,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         watch_label_selector=args.watch_label_selector,
         runtime_namespace=os.environ.get("RUNTIME_NAMESPACE", ""),
         registry_qps=args.registry_qps, registry_burst=args.registry_burst,
-        max_tag_pages=args.max_tag_pages,
+        max_tag_pages=args.max_tag_pages, max_tags_per_scan=args.max_tags_per_scan,
+        max_tag_bytes_per_scan=args.max_tag_bytes_per_scan,
     )
 
 
@@ -209,7 +250,8 @@ def _scan_options(args: argparse.Namespace) -> ScanOptions:
         docker_config=args.docker_config, username=args.username, password=password,
         ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
         timeout=args.timeout, storage_path=getattr(args, "storage_path", None),
-        max_tag_pages=args.max_tag_pages,
+        max_tag_pages=args.max_tag_pages, max_tags_per_scan=args.max_tags_per_scan,
+        max_tag_bytes_per_scan=args.max_tag_bytes_per_scan,
     )
 
 
@@ -232,7 +274,7 @@ def _run_controller(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     except* LeadershipLostError:
         get_logger("setup").error("leader election lost; exiting so the Pod restarts")
         code = 1
-    except* ValueError as group:
+    except* (ValueError, KubeConfigError) as group:
         get_logger("setup").error(str(group.exceptions[0]))
         code = 1
     return code
@@ -251,13 +293,48 @@ def _install_crds(_: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
-def _scan(_: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _check_exclusions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A pattern that does not compile is a usage error, not a failed scan."""
+    for pattern in args.exclude or ():
+        try:
+            compile_exclusions([pattern])
+        except ExclusionError as err:
+            parser.error(f"--exclude: {err}")
+
+
+def _report_failure(args: argparse.Namespace, reason: str, message: str) -> None:
+    """Print the controller's reason and message (and, on a terminal, what to do)."""
+    if args.output == "json":
+        print(json.dumps({"reason": reason, "message": message}))
+    print(f"{reason}: {message}", file=sys.stderr)
+    explain = _HINTS.get(reason)
+    hint = explain(message) if explain is not None else ""
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def _reference_hint(message: str) -> str:
+    # The message is Flux's and stays so; the hint is for the person at the terminal.
+    image = message.rsplit(": ", 1)[-1]
+    first, _, rest = image.partition("/")
+    is_host = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    repository = rest if is_host else image
+    if any(char.isupper() for char in repository.split(":", 1)[0].split("@", 1)[0]):
+        return "repository names must be lower case (only the registry host may have capitals)"
+    return ""
+
+
+_HINTS: dict[str, Callable[[str], str]] = {
+    meta.IMAGE_URL_INVALID_REASON: _reference_hint,
+}
+
+
+def _scan(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    _check_exclusions(parser, args)
+    setup_cli_logging()
     outcome = asyncio.run(run_scan(_scan_options(args)))
     if outcome.error is not None:
-        reason, message = outcome.error
-        if args.output == "json":
-            print(json.dumps({"reason": reason, "message": message}))
-        print(f"{reason}: {message}", file=sys.stderr)
+        _report_failure(args, *outcome.error)
         return 1
     print(outcome.render(args.output))
     return 0
@@ -266,6 +343,12 @@ def _scan(_: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def _policy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if (args.image is None) == (args.tags_file is None):
         parser.error("give exactly one of IMAGE or --tags-file")
+    if args.policy_file is None and args.semver is None and args.alphabetical is None \
+            and args.numerical is None:
+        parser.error("give a policy: --semver RANGE, --alphabetical asc|desc, "
+                     "--numerical asc|desc, or -f IMAGEPOLICY.yaml")
+    _check_exclusions(parser, args)
+    setup_cli_logging()
     reads_stdin = args.tags_file is not None and str(args.tags_file) == "-"
     if reads_stdin and args.password_stdin:
         parser.error("--tags-file - and --password-stdin both want standard input")
@@ -277,10 +360,7 @@ def _policy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         top=args.top)
     outcome = asyncio.run(run_policy(options))
     if outcome.error is not None:
-        reason, message = outcome.error
-        if args.output == "json":
-            print(json.dumps({"reason": reason, "message": message}))
-        print(f"{reason}: {message}", file=sys.stderr)
+        _report_failure(args, *outcome.error)
         return 1
     print(outcome.render(args.output, top=args.top))
     evaluation = outcome.evaluation
@@ -299,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``imagereflector`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return _COMMANDS[args.command](parser, args)
+    # Usage errors name the subcommand's own usage, not the top-level one.
+    return _COMMANDS[args.command](getattr(args, "command_parser", parser), args)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,9 @@ class Settings:
     registry_qps: float = 10.0
     registry_burst: int = 20
     max_tag_pages: int = 100
+    # Whole-scan bounds on what a registry can make one scan hold (docs/security.md).
+    max_tags_per_scan: int = 100_000
+    max_tag_bytes_per_scan: int = 8 * 1024 * 1024
     registry_max_retry_after: float = 60.0
     # How often the store file is checked for deletion or corruption (not a flag).
     store_check_interval: float = 30.0

@@ -102,6 +102,22 @@ class ConsoleFormatter(logging.Formatter):
         return "\t".join(parts)
 
 
+class _CLIFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{_level_name(record)}: {record.getMessage()}"
+
+
+def setup_cli_logging(stream: TextIO | None = None) -> None:
+    """Logging for one-shot commands (``scan``, ``policy``): warnings and errors only, as
+    ``warning: <message>`` lines on standard error, apart from the command's output."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_CLIFormatter())
+    root = logging.getLogger(LOGGER_NAME)
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    root.propagate = False
+
+
 def setup_logging(*, level: str = "info", encoding: str = "json",
                   stream: TextIO | None = None) -> None:
     """Configure the project's root logger; replaces handlers set by an earlier call."""

@@ -117,6 +117,9 @@ class Metrics:
             "imagereflector_registry_ratelimit_remaining", "The last ratelimit-remaining "
             "value a registry reported (Docker Hub pulls left in its window).", ["host"],
             registry=r)
+        self.registry_invalid_tags = Counter(
+            "imagereflector_registry_invalid_tags_total", "Tags a registry listed that do not "
+            "match the tag grammar and were skipped, by registry host.", ["host"], registry=r)
 
         self.token_cache_events = Counter(
             "imagereflector_token_cache_events_total", "Cloud registry token cache lookups "
@@ -163,6 +166,10 @@ class Metrics:
     def ratelimit_remaining(self, host: str, remaining: int) -> None:
         """Export a registry's reported remaining quota."""
         self.registry_ratelimit_remaining.labels(host).set(remaining)
+
+    def invalid_tags(self, host: str, count: int) -> None:
+        """Count tags a scan skipped for not matching the tag grammar."""
+        self.registry_invalid_tags.labels(host).inc(count)
 
 
 GOTK_DURATION_BUCKETS: Final = tuple(exponential_buckets_range(0.01, 1800, 10))

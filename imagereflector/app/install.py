@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from imagereflector.api.crd import write_all
-from imagereflector.kube.client import KubeClient
+from imagereflector.kube.client import KubeClient, KubeConfigError
 
 log = logging.getLogger("imagereflector.install")
 
@@ -25,6 +25,8 @@ async def install_crds(*, kubeconfig: str | None) -> list[str]:
     """Create the CRDs that are missing; returns the names created."""
     try:
         client = await KubeClient.connect(kubeconfig=kubeconfig, request_timeout=10.0)
+    except KubeConfigError as err:
+        raise ClusterUnreachableError(str(err)) from err
     except Exception as err:
         raise ClusterUnreachableError(
             f"cannot load a Kubernetes configuration ({err}); set KUBECONFIG or pass "

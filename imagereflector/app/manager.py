@@ -215,19 +215,28 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
     """Construct every component from settings (nothing runs until :meth:`Manager.run`)."""
     metrics = metrics or Metrics()
     closers: list[Callable[[], Any]] = []
-    store = await SqliteTagStore.open(Path(settings.storage_path))
-    closers.append(store.close)
-    if store.recreated_on_open:
-        log.error("tag store was unusable and has been recreated; repositories will be "
-                  "rescanned")
+    # The kubeconfig first: a missing or broken one must fail before anything (the store's
+    # worker thread above all) is open and would keep the process from exiting.
     kube = await KubeClient.connect(kubeconfig=settings.kubeconfig or None,
                                     qps=settings.kube_api_qps, burst=settings.kube_api_burst,
                                     observer=RestObserver(metrics))
     closers.append(kube.close)
-    if await kube.detect_priority_and_fairness():
-        log.info("the API server has Priority and Fairness: client-side rate limit is off")
+    try:
+        store = await SqliteTagStore.open(Path(settings.storage_path))
+        closers.append(store.close)
+        if await kube.detect_priority_and_fairness():
+            log.info("the API server has Priority and Fairness: client-side rate limit is off")
+    except BaseException:
+        for closer in reversed(closers):
+            await closer()
+        raise
+    if store.recreated_on_open:
+        log.error("tag store was unusable and has been recreated; repositories will be "
+                  "rescanned")
     registry = build_registry_client(qps=settings.registry_qps, burst=settings.registry_burst,
                                      max_pages=settings.max_tag_pages,
+                                     max_tags=settings.max_tags_per_scan,
+                                     max_bytes=settings.max_tag_bytes_per_scan,
                                      max_retry_after=settings.registry_max_retry_after,
                                      observer=metrics)
     closers.append(registry.close)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from imagereflector.policy import (
     InvalidPolicyError,
     PolicyChoice,
     evaluate,
+    rejections_best_first,
 )
 
 
@@ -162,4 +163,6 @@ async def run_policy(options: PolicyOptions) -> PolicyCommandOutcome:
         return _failure(meta.INVALID_POLICY_REASON, f"failed to filter tags: {err}")
     except InvalidPolicyError as err:
         return _failure(meta.INVALID_POLICY_REASON, f"invalid policy: {err}")
+    # People read the rejections as they read the candidates: best first.
+    evaluation = replace(evaluation, rejected=rejections_best_first(evaluation, choice))
     return PolicyCommandOutcome(evaluation=evaluation, image=image, tag_count=len(tags))

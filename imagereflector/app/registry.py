@@ -6,7 +6,12 @@ its Retry-After pauses (contract A7).
 
 from __future__ import annotations
 
-from imagereflector.registry.client import ClientSettings, RegistryClient
+from imagereflector.registry.client import (
+    DEFAULT_MAX_SCAN_BYTES,
+    DEFAULT_MAX_SCAN_TAGS,
+    ClientSettings,
+    RegistryClient,
+)
 from imagereflector.registry.limiter import HostLimiter, SystemClock
 from imagereflector.registry.transport import NullObserver, RegistryObserver
 
@@ -16,10 +21,13 @@ def build_registry_client(
     qps: float,
     burst: int,
     max_pages: int,
+    max_tags: int = DEFAULT_MAX_SCAN_TAGS,
+    max_bytes: int = DEFAULT_MAX_SCAN_BYTES,
     max_retry_after: float = 60.0,
     observer: RegistryObserver | None = None,
 ) -> RegistryClient:
-    """A registry client with a shared per-host limiter."""
+    """A registry client with a shared per-host limiter and the whole-scan bounds."""
     limiter = HostLimiter(qps=qps, burst=burst, clock=SystemClock())
-    settings = ClientSettings(max_pages=max_pages, max_retry_after=max_retry_after)
+    settings = ClientSettings(max_pages=max_pages, max_scan_tags=max_tags,
+                              max_scan_bytes=max_bytes, max_retry_after=max_retry_after)
     return RegistryClient(limiter=limiter, observer=observer or NullObserver(), settings=settings)

@@ -19,6 +19,7 @@ from imagereflector.api.imagerepository import DEFAULT_EXCLUSION_LIST
 from imagereflector.app.registry import build_registry_client
 from imagereflector.controllers.scan import ScanError, ScanOutcome, scan
 from imagereflector.credentials.dockerconfig import DockerConfigError, load_docker_config
+from imagereflector.registry.client import DEFAULT_MAX_SCAN_BYTES, DEFAULT_MAX_SCAN_TAGS
 from imagereflector.registry.reference import InvalidReferenceError, parse_image_reference
 from imagereflector.registry.types import Credentials, RegistryAccess, TLSConfig
 from imagereflector.store.base import ObjectKey
@@ -44,6 +45,8 @@ class ScanOptions:
     timeout: str = "1m"
     storage_path: Path | None = None
     max_tag_pages: int = 100
+    max_tags_per_scan: int = DEFAULT_MAX_SCAN_TAGS
+    max_tag_bytes_per_scan: int = DEFAULT_MAX_SCAN_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,9 @@ async def run_scan(options: ScanOptions) -> ScanCommandOutcome:
         return _failure(meta.AUTHENTICATION_FAILED_REASON,
                         f"failed to configure authentication options: {err}")
     exclusions = options.exclusions or DEFAULT_EXCLUSION_LIST
-    client = build_registry_client(qps=0, burst=1, max_pages=options.max_tag_pages)
+    client = build_registry_client(qps=0, burst=1, max_pages=options.max_tag_pages,
+                                   max_tags=options.max_tags_per_scan,
+                                   max_bytes=options.max_tag_bytes_per_scan)
     store = None
     try:
         if options.storage_path is not None:

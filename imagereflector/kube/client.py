@@ -114,6 +114,10 @@ CUSTOM_RESOURCE_DEFINITIONS: Final = ResourceRef(
 )
 
 
+class KubeConfigError(Exception):
+    """No usable Kubernetes client configuration: the kubeconfig is missing or broken."""
+
+
 class ApiError(Exception):
     """A failed Kubernetes API call: ``status`` is the HTTP code, 0 for transport failures."""
 
@@ -242,14 +246,25 @@ async def load_api_client(*, kubeconfig: str | None = None) -> ApiClient:
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not path:
         # The loader re-reads the projected token file as the kubelet rotates it.
         _load_incluster(client_configuration=configuration)
-    else:
-        # KUBECONFIG may list several files; like kubectl, the first one wins here.
+        return _with_proxy_rule(ApiClient(configuration=configuration))
+    # KUBECONFIG may list several files; like kubectl, the first one wins here.
+    file = await asyncio.to_thread(
+        lambda: Path(path.split(os.pathsep)[0] if path else "~/.kube/config").expanduser())
+    if not await asyncio.to_thread(file.is_file):
+        # Checked here: the loader would log a stray "Config not found" line and then
+        # call the missing file an invalid one.
+        where = "--kubeconfig" if kubeconfig else "KUBECONFIG" if path else "the default"
+        raise KubeConfigError(
+            f"no kubeconfig at {file} ({where}): point KUBECONFIG or --kubeconfig at the "
+            "kubeconfig of a cluster, or run inside a cluster")
+    try:
         loader = await k8s_config.load_kube_config(
-            config_file=path.split(os.pathsep)[0] if path else None,
-            client_configuration=configuration,
-            persist_config=False,
-        )
-        _keep_exec_token_fresh(loader, configuration)
+            config_file=str(file), client_configuration=configuration, persist_config=False)
+    except (k8s_config.ConfigException, OSError, ValueError, yaml.YAMLError) as err:
+        # One line: YAML errors span several, with a caret drawing.
+        raise KubeConfigError(f"cannot use kubeconfig {file}: {' '.join(str(err).split())}"
+                              ) from None
+    _keep_exec_token_fresh(loader, configuration)
     return _with_proxy_rule(ApiClient(configuration=configuration))
 
 

@@ -12,6 +12,7 @@ from imagereflector.policy.factory import (
     apply_policy,
     build_policer,
     evaluate,
+    rejections_best_first,
     select_latest,
 )
 from imagereflector.policy.filter import FilterResult, TagFilter
@@ -37,5 +38,6 @@ __all__ = [
     "apply_policy",
     "build_policer",
     "evaluate",
+    "rejections_best_first",
     "select_latest",
 ]

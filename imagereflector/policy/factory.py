@@ -19,15 +19,19 @@ converts ``spec.policy`` into a ``PolicyChoice``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from imagereflector.policy.alphabetical import AlphabeticalPolicy
 from imagereflector.policy.errors import MSG_INVALID_CHOICE, InvalidPolicyError
 from imagereflector.policy.filter import TagFilter
+from imagereflector.policy.gofloat import parse_float
 from imagereflector.policy.numerical import NumericalPolicy
+from imagereflector.policy.order import ORDER_DESC, normalize_order
 from imagereflector.policy.policer import Candidate, Evaluation, Policer, Rejection
 from imagereflector.policy.semver import SemVerPolicy
+from imagereflector.policy.version import tag_sort_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +104,38 @@ def evaluate(
     policer = build_policer(choice)
     tag_filter = TagFilter.compile(pattern, extract) if pattern or extract else None
     return apply_policy(tags, policer=policer, tag_filter=tag_filter)
+
+
+def rejections_best_first(evaluation: Evaluation, choice: PolicyChoice) -> tuple[Rejection, ...]:
+    """``evaluation.rejected`` ordered for people, as the candidates are: best first by
+    the policy's own comparison where it can compare a tag (a semver version outside the
+    range, a number), then the tags it cannot compare, byte-wise in the same direction.
+
+    Only for display: the policies keep input order, which Flux's messages depend on
+    (the numerical policy names the first non-numeric tag it met).
+    """
+    rejected = evaluation.rejected
+    if choice.semver_range is not None:
+        versions = [(v, r) for r in rejected if (v := tag_sort_key(r.value)) is not None]
+        versions.sort(key=lambda item: item[0], reverse=True)
+        ranked, reverse = [r for _, r in versions], True
+    elif choice.numerical_order is not None:
+        numbers = [(n, r) for r in rejected if (n := _number(r.value)) is not None]
+        reverse = normalize_order(choice.numerical_order) != ORDER_DESC
+        numbers.sort(key=lambda item: item[0], reverse=reverse)
+        ranked = [r for _, r in numbers]
+    else:
+        ranked = []
+        reverse = normalize_order(choice.alphabetical_order or "") != ORDER_DESC
+    placed = {id(r) for r in ranked}
+    rest = sorted((r for r in rejected if id(r) not in placed), key=lambda r: r.value,
+                  reverse=reverse)
+    return (*ranked, *rest)
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = parse_float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(number) else number

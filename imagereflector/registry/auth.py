@@ -12,28 +12,43 @@ challenge and a ``Credentials`` into the ``Authorization`` header for one scope
 Invariants:
 
 * Secrets (password, identity token) go to a realm only over https or to the
-  registry's own host: never over plain http to a third host.
+  registry's own host: never over plain http to a third host. The realm is a URL the
+  registry chose, so it passes ``urls.parse_target`` first (no metadata address, no
+  unparsable URL), and the engine never replays the refresh-token form to another origin.
+* A token goes into a header only when it is visible ASCII (no CR, LF, NUL or space) and
+  at most ``MAX_TOKEN_CHARS`` long; anything else is refused with a message.
 * Tokens are cached per (registry, scope, credentials fingerprint) until shortly before
-  they expire, in a bounded LRU; the cache holds no secret of the caller, only tokens.
+  they expire, in an LRU bounded in entries and in total token characters; the cache
+  holds no secret of the caller, only tokens.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 from imagereflector.registry.engine import HttpEngine
-from imagereflector.registry.errors import AuthError, InvalidResponseError, error_for_status
+from imagereflector.registry.errors import (
+    AuthError,
+    InvalidResponseError,
+    decode_json,
+    error_for_status,
+)
 from imagereflector.registry.limiter import Clock
 from imagereflector.registry.transport import Channel
 from imagereflector.registry.types import Credentials
+from imagereflector.registry.urls import Target, parse_target, registry_host
 
 DEFAULT_TOKEN_LIFETIME: Final = 60.0
+# Real tokens are JWTs of a few KiB at most (with an x5c chain); a registry sending more
+# is refused rather than cached.
+MAX_TOKEN_CHARS: Final = 32 * 1024
+TOKEN_CACHE_CHARS: Final = 16 * 1024 * 1024
 _MAX_TOKEN_MARGIN: Final = 10.0
+_MAX_LIFETIME: Final = 366 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +149,23 @@ def basic_authorization(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
-def may_send_secrets(realm: str, registry: str) -> bool:
+def may_send_secrets(realm: Target, registry: str) -> bool:
     """Whether credentials may go to ``realm``: https, or the registry's own host."""
-    parts = urlsplit(realm)
-    if parts.scheme == "https":
-        return True
-    registry_host = urlsplit(f"//{registry}").hostname
-    return parts.scheme == "http" and parts.hostname is not None and parts.hostname == registry_host
+    return realm.scheme == "https" or realm.host == registry_host(registry)
+
+
+def header_safe(value: str) -> bool:
+    """Whether ``value`` can travel in an ``Authorization`` header as it is: visible
+    ASCII only (no space, CR, LF, NUL or anything a server could use to split headers)."""
+    return bool(value) and value.isascii() and value.isprintable() and " " not in value
+
+
+def bearer(token: str, *, source: str) -> str:
+    """``Bearer <token>``, or an error naming ``source`` when the token cannot be sent."""
+    if not header_safe(token):
+        raise AuthError(f"the {source} contains characters that cannot be sent in an HTTP "
+                        "header (spaces, control characters or non-ASCII)")
+    return f"Bearer {token}"
 
 
 def pull_scope(repository: str) -> str:
@@ -155,12 +180,25 @@ class _Cached:
 
 
 class TokenCache:
-    """Bearer tokens by (registry, scope, credentials fingerprint), bounded, clock-driven."""
+    """Bearer tokens by (registry, scope, credentials fingerprint), clock-driven, bounded
+    both in entries and in the characters of the tokens it holds (tokens come from
+    registries, and ``MAX_TOKEN_CHARS`` alone times ``max_entries`` is still a lot)."""
 
-    def __init__(self, *, clock: Clock, max_entries: int) -> None:
+    def __init__(self, *, clock: Clock, max_entries: int,
+                 max_chars: int = TOKEN_CACHE_CHARS) -> None:
         self._clock = clock
         self._max = max(1, max_entries)
+        self._max_chars = max(1, max_chars)
+        self._chars = 0
         self._entries: OrderedDict[tuple[str, str, str], _Cached] = OrderedDict()
+
+    @property
+    def chars(self) -> int:
+        """Characters of token text held now (at most ``max_chars``)."""
+        return self._chars
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, key: tuple[str, str, str]) -> str | None:
         """The cached token, or ``None`` when absent or about to expire."""
@@ -168,7 +206,7 @@ class TokenCache:
         if entry is None:
             return None
         if self._clock.monotonic() >= entry.expires:
-            del self._entries[key]
+            self.discard(key)
             return None
         self._entries.move_to_end(key)
         return entry.token
@@ -176,36 +214,39 @@ class TokenCache:
     def put(self, key: tuple[str, str, str], token: str, *, expires_in: float) -> None:
         """Keep ``token`` until ``expires_in`` minus a margin (a tenth, at most 10 s)."""
         lifetime = expires_in - min(_MAX_TOKEN_MARGIN, expires_in / 10)
-        if lifetime <= 0:
+        if lifetime <= 0 or len(token) > self._max_chars:
             return
+        self.discard(key)
         self._entries[key] = _Cached(token=token, expires=self._clock.monotonic() + lifetime)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        self._chars += len(token)
+        while len(self._entries) > self._max or self._chars > self._max_chars:
+            _, oldest = self._entries.popitem(last=False)
+            self._chars -= len(oldest.token)
 
     def discard(self, key: tuple[str, str, str]) -> None:
         """Forget a token the registry refused."""
-        self._entries.pop(key, None)
-
-
-def _display(url: str) -> str:
-    # Realm queries are the registry's business and can be long; the path says enough.
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._chars -= len(entry.token)
 
 
 def _parse_token(body: bytes, *, what: str) -> tuple[str, float]:
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidResponseError(f"{what}: token response is not JSON") from None
+    document = decode_json(body, what=f"{what}: token response")
     if not isinstance(document, dict):
         raise InvalidResponseError(f"{what}: token response is not a JSON object")
     token = document.get("token") or document.get("access_token")
     if not isinstance(token, str) or not token:
         raise InvalidResponseError(f"{what}: token response carries no token")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InvalidResponseError(
+            f"{what}: token longer than {MAX_TOKEN_CHARS} characters; refused")
+    if not header_safe(token):
+        raise InvalidResponseError(
+            f"{what}: token contains characters that cannot be sent in an HTTP header "
+            "(spaces, control characters or non-ASCII); refused")
     expires_in = document.get("expires_in")
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
+    if (isinstance(expires_in, bool) or not isinstance(expires_in, int | float)
+            or not 0 < expires_in < _MAX_LIFETIME):
         expires_in = DEFAULT_TOKEN_LIFETIME
     return token, float(expires_in)
 
@@ -234,22 +275,17 @@ class Authorizer:
         credentials: Credentials,
         scope: str,
         deadline: float,
-        secrets: tuple[str, ...],
     ) -> tuple[str | None, bool]:
         """The ``Authorization`` value for ``scope`` (``None``: anonymous), and whether
         it is a cached token (which the registry may since have revoked)."""
-        if challenge is None:
+        if challenge is None or challenge.scheme not in ("basic", "bearer"):
             return None, False
+        if credentials.registry_token:
+            return bearer(credentials.registry_token, source="registry token"), False
         if challenge.scheme == "basic":
-            if credentials.registry_token:
-                return f"Bearer {credentials.registry_token}", False
             if credentials.username or credentials.password:
                 return basic_authorization(credentials.username, credentials.password), False
             return None, False
-        if challenge.scheme != "bearer":
-            return None, False
-        if credentials.registry_token:
-            return f"Bearer {credentials.registry_token}", False
         if not challenge.realm:
             raise InvalidResponseError(f"registry {registry} sent a Bearer challenge without realm")
         key = (registry, scope, credentials.fingerprint())
@@ -258,7 +294,7 @@ class Authorizer:
             return f"Bearer {token}", True
         token, expires_in = await self._fetch(
             channel, registry=registry, challenge=challenge, credentials=credentials,
-            scope=scope, deadline=deadline, secrets=secrets,
+            scope=scope, deadline=deadline,
         )
         self._cache.put(key, token, expires_in=expires_in)
         return f"Bearer {token}", False
@@ -272,20 +308,18 @@ class Authorizer:
         credentials: Credentials,
         scope: str,
         deadline: float,
-        secrets: tuple[str, ...],
     ) -> tuple[str, float]:
-        realm = challenge.realm
-        parts = urlsplit(realm)
-        if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
-            raise InvalidResponseError(f"registry {registry} sent an unusable token realm")
+        realm = parse_target(challenge.realm, registry=registry,
+                             what=f"token realm (registry {registry})")
         trusted = may_send_secrets(realm, registry)
         query = {k: v for k, v in (("service", challenge.service), ("scope", scope)) if v}
         if credentials.identity_token and trusted:
             form = dict(query, grant_type="refresh_token", client_id=self._client_id)
             form["refresh_token"] = credentials.identity_token
             response = await self._engine.send(
-                channel, "POST", realm, headers={"Accept": "application/json"}, data=form,
-                max_body=self._max_body, deadline=deadline, secrets=secrets,
+                channel, "POST", realm.url, registry=registry,
+                headers={"Accept": "application/json"}, data=form,
+                max_body=self._max_body, deadline=deadline,
             )
         else:
             headers = {"Accept": "application/json"}
@@ -293,18 +327,17 @@ class Authorizer:
                 headers["Authorization"] = basic_authorization(
                     credentials.username, credentials.password
                 )
-            separator = "&" if parts.query else "?"
-            url = f"{realm}{separator}{urlencode(query)}" if query else realm
+            separator = "&" if "?" in realm.url else "?"
+            url = f"{realm.url}{separator}{urlencode(query)}" if query else realm.url
             response = await self._engine.send(
-                channel, "GET", url, headers=headers, max_body=self._max_body,
-                deadline=deadline, secrets=secrets,
+                channel, "GET", url, registry=registry, headers=headers,
+                max_body=self._max_body, deadline=deadline,
             )
-        what = f"{response.method} {_display(realm)}"
+        what = f"{response.method} {realm.shown}"
         if not response.ok:
             error = error_for_status(
-                method=response.method, url=_display(realm), status=response.status,
-                reason=response.reason, body=response.body, secrets=secrets,
-                retry_after=response.retry_after,
+                method=response.method, url=realm.shown, status=response.status,
+                reason=response.reason, body=response.body, retry_after=response.retry_after,
             )
             if isinstance(error, AuthError) and not trusted and not credentials.anonymous:
                 raise AuthError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import random
 import re
 from collections import OrderedDict
@@ -50,12 +51,16 @@ from imagereflector.registry.errors import (
     RegistryError,
     RegistryTimeoutError,
     RegistryUnavailable,
+    ResponseTooLargeError,
+    ScanLimitError,
     TLSError,
     error_for_status,
 )
 from imagereflector.registry.limiter import HostLimiter
 from imagereflector.registry.pages import next_page_url, parse_tags_page, rejects_page_size
+from imagereflector.registry.redact import scrub, scrub_error
 from imagereflector.registry.reference import ImageReference
+from imagereflector.registry.tags import TAG_PATTERN, valid_tags
 from imagereflector.registry.transport import Channel, NullObserver, RegistryObserver, SessionPool
 from imagereflector.registry.types import Credentials, ProxyConfig, TLSConfig
 
@@ -68,11 +73,20 @@ MANIFEST_MEDIA_TYPES: Final = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 _MIB: Final = 1024 * 1024
+# Whole-scan bounds (flags --max-tags-per-scan, --max-tag-bytes-per-scan): whatever a
+# registry sends, one scan holds at most this much (docs/security.md).
+DEFAULT_MAX_SCAN_TAGS: Final = 100_000
+DEFAULT_MAX_SCAN_BYTES: Final = 8 * _MIB
+# A page with more JSON strings than the tags it may still add is parsed only when it is
+# this small: parsing creates one object per string (GCR pages carry a manifest map).
+_SMALL_PAGE: Final = 1 * _MIB
+_MAX_LOGGED_REPOSITORIES: Final = 4096
 _CHALLENGE_TTL: Final = 600.0
 _MAX_HOSTS: Final = 1024
-_TAG: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+_TAG: Final = re.compile(TAG_PATTERN + r"\Z")
 _DIGEST: Final = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}\Z")
 _T = TypeVar("_T")
+log = logging.getLogger("imagereflector.registry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +96,8 @@ class ClientSettings:
     page_size: int = 1000
     fallback_page_size: int = 100
     max_pages: int = 100
-    max_tags_body: int = 16 * _MIB
+    max_scan_tags: int = DEFAULT_MAX_SCAN_TAGS
+    max_scan_bytes: int = DEFAULT_MAX_SCAN_BYTES
     max_small_body: int = 1 * _MIB
     max_manifest_body: int = 4 * _MIB
     attempts: int = 3
@@ -176,6 +191,8 @@ class RegistryClient:
             max_body=settings.max_small_body,
         )
         self._hosts: OrderedDict[str, _HostState] = OrderedDict()
+        self._observer = observer
+        self._logged_invalid: OrderedDict[str, None] = OrderedDict()
 
     async def list_tags(
         self,
@@ -225,20 +242,30 @@ class RegistryClient:
         seconds: float,
         body: Callable[[_Call], Awaitable[_T]],
     ) -> _T:
+        """Run ``body`` for one call; every error leaves here scrubbed (``redact.scrub``)."""
         creds = credentials if credentials is not None else Credentials()
+        secrets = _call_secrets(creds, proxy)
         try:
             async with asyncio.timeout(seconds):
                 async with self._pool.lease(tls=tls, proxy=proxy) as channel:
                     call = _Call(
                         ref=ref, credentials=creds, channel=channel,
                         deadline=self._clock.monotonic() + seconds,
-                        secrets=_call_secrets(creds, proxy), state=self._host(ref.registry),
+                        secrets=secrets, state=self._host(ref.registry),
                     )
                     return await body(call)
         except TimeoutError:
             raise RegistryTimeoutError(
                 f"{ref.canonical}: timed out after {seconds:g}s"
             ) from None
+        except RegistryError as err:
+            raise scrub_error(err, secrets) from None
+        except (ValueError, LookupError, RecursionError, UnicodeError, OverflowError) as err:
+            # A registry answer this client failed to anticipate: report it as one, with
+            # no text of the answer (the type is enough to file a bug), never a traceback.
+            raise InvalidResponseError(
+                f"{ref.canonical}: the registry's answer could not be handled "
+                f"({type(err).__name__})") from None
 
     def _host(self, registry: str) -> _HostState:
         state = self._hosts.get(registry)
@@ -285,8 +312,8 @@ class RegistryClient:
 
     async def _ping(self, call: _Call, base: str) -> Challenge | None:
         response = await self._engine.send(
-            call.channel, "GET", f"{base}/v2/", headers={}, max_body=self._settings.max_small_body,
-            deadline=call.deadline, secrets=tuple(call.secrets),
+            call.channel, "GET", f"{base}/v2/", registry=call.ref.registry, headers={},
+            max_body=self._settings.max_small_body, deadline=call.deadline,
         )
         if response.status == 401:
             values = response.headers.getall("WWW-Authenticate", [])
@@ -301,7 +328,7 @@ class RegistryClient:
         header, cached = await self._authorizer.authorization(
             call.channel, registry=call.ref.registry, challenge=call.state.challenge,
             credentials=call.credentials, scope=pull_scope(call.ref.repository),
-            deadline=call.deadline, secrets=tuple(call.secrets),
+            deadline=call.deadline,
         )
         if header is not None and header.startswith("Bearer "):
             call.secrets.append(header[7:])
@@ -320,8 +347,8 @@ class RegistryClient:
             if call.authorization is not None:
                 headers["Authorization"] = call.authorization
             response = await self._engine.send(
-                call.channel, method, call.base + url_path, headers=headers, max_body=max_body,
-                deadline=call.deadline, secrets=tuple(call.secrets),
+                call.channel, method, call.base + url_path, registry=call.ref.registry,
+                headers=headers, max_body=max_body, deadline=call.deadline,
             )
             if response.status != 401 or not call.reused:
                 return response
@@ -335,8 +362,7 @@ class RegistryClient:
     def _error(self, call: _Call, response: HttpResponse) -> RegistryError:
         return error_for_status(
             method=response.method, url=response.url, status=response.status,
-            reason=response.reason, body=response.body, secrets=call.secrets,
-            retry_after=response.retry_after,
+            reason=response.reason, body=response.body, retry_after=response.retry_after,
         )
 
     async def _list_tags(self, call: _Call) -> list[str]:
@@ -346,6 +372,8 @@ class RegistryClient:
         path = f"/v2/{repository}/tags/list?n={page_size}"
         seen: set[str] = set()
         tags: list[str] = []
+        listed = read = invalid = 0
+        first_invalid = ""
         while True:
             if len(seen) >= settings.max_pages:
                 raise PaginationError(
@@ -353,10 +381,7 @@ class RegistryClient:
                     "stopped (see --max-tag-pages)"
                 )
             seen.add(path)
-            response = await self._get(
-                call, path, method="GET", accept="application/json",
-                max_body=settings.max_tags_body,
-            )
+            response = await self._tags_page(call, path, bytes_left=settings.max_scan_bytes - read)
             if not response.ok:
                 first = len(seen) == 1 and page_size != settings.fallback_page_size
                 if first and rejects_page_size(response.status, response.body):
@@ -365,11 +390,28 @@ class RegistryClient:
                     seen.clear()
                     continue
                 raise self._error(call, response)
-            tags.extend(parse_tags_page(response.body, what=f"GET {response.url}"))
+            read += len(response.body)
+            page = parse_tags_page(
+                response.body, what=f"GET {response.url}",
+                max_strings=settings.max_scan_tags - listed,
+                small_page=_SMALL_PAGE,
+            )
+            listed += len(page)
+            if listed > settings.max_scan_tags:
+                raise ScanLimitError(
+                    f"GET {response.url}: more than {settings.max_scan_tags} tags after "
+                    f"{len(seen)} page(s); stopped (see --max-tags-per-scan)")
+            kept, skipped, example = valid_tags(page)
+            tags.extend(kept)
+            if skipped:
+                invalid += skipped
+                first_invalid = first_invalid or example
             following = next_page_url(
-                response.url, response.headers.getall("Link", []), base=call.base
+                response.url, response.headers.getall("Link", []), base=call.base,
+                registry=call.ref.registry,
             )
             if following is None:
+                self._report_invalid(call.ref, invalid, first_invalid)
                 return tags
             if following in seen:
                 raise PaginationError(
@@ -377,6 +419,31 @@ class RegistryClient:
                     f"({call.base}{following}); pagination loop"
                 )
             path = following
+
+    async def _tags_page(self, call: _Call, path: str, *, bytes_left: int) -> HttpResponse:
+        """One tags page, read within what is left of ``max_scan_bytes``."""
+        try:
+            return await self._get(call, path, method="GET", accept="application/json",
+                                   max_body=max(0, bytes_left))
+        except ResponseTooLargeError:
+            raise ScanLimitError(
+                f"GET {call.base}{path}: the tag lists passed "
+                f"{self._settings.max_scan_bytes} bytes; stopped "
+                "(see --max-tag-bytes-per-scan)") from None
+
+    def _report_invalid(self, ref: ImageReference, count: int, example: str) -> None:
+        """Count skipped tags (metric) and log them once per repository and process."""
+        if not count:
+            return
+        self._observer.invalid_tags(ref.registry, count)
+        if ref.canonical in self._logged_invalid:
+            return
+        self._logged_invalid[ref.canonical] = None
+        while len(self._logged_invalid) > _MAX_LOGGED_REPOSITORIES:
+            self._logged_invalid.popitem(last=False)
+        shown = scrub(ascii(example[:64]))
+        log.warning("skipped %d tag(s) of %s that are not valid tag names (e.g. %s); "
+                    "valid tags match %s", count, ref.canonical, shown, TAG_PATTERN)
 
     async def _head_manifest(self, call: _Call, tag: str) -> str:
         path = f"/v2/{quote(call.ref.repository, safe='/')}/manifests/{tag}"

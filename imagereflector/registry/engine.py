@@ -7,14 +7,15 @@ Every request of the client (ping, token, tags page, manifest) goes through
 * 408/429/500/502/503/504 and network failures are retried (``attempts`` in all) with
   100 ms * 3^n backoff, or after ``Retry-After`` when the registry sent it, never past
   the call's deadline; a 429/503 with ``Retry-After`` pauses the host for every caller;
-* redirects are followed by hand, at most ``max_redirects``, and ``Authorization`` is
-  dropped when a hop leaves the host or https;
+* redirects are followed by hand, at most ``max_redirects``; every target passes
+  ``urls.parse_target`` (parses, http(s), no metadata address); ``Authorization`` is
+  dropped when a hop leaves the origin, and a body is never replayed to another origin;
 * bodies are read up to a bound: a success body past it is an error, an error body is
   cut (it only feeds the message);
 * every attempt is reported to the observer, and so is ``ratelimit-remaining``.
 
-Invariant: nothing raised here contains a secret: URLs carry no userinfo and foreign
-text (exception strings) is redacted with the call's secrets.
+Messages raised here are raw material: ``RegistryClient`` scrubs each one with the
+call's secrets (``redact.scrub``) before it leaves the package.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -38,7 +39,6 @@ from imagereflector.registry.errors import (
     RegistryUnavailable,
     ResponseTooLargeError,
     TLSError,
-    redact,
 )
 from imagereflector.registry.limiter import (
     HostLimiter,
@@ -47,6 +47,7 @@ from imagereflector.registry.limiter import (
     parse_retry_after,
 )
 from imagereflector.registry.transport import Channel, RegistryObserver
+from imagereflector.registry.urls import display_url, resolve_target, same_origin
 
 RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 _REDIRECT_STATUS: Final = frozenset({301, 302, 303, 307, 308})
@@ -103,14 +104,6 @@ async def _read_bounded(
     return bytes(body)
 
 
-def strip_userinfo(url: str) -> str:
-    """``url`` without ``user:password@``, so it can be requested and shown safely."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
-
-
 class HttpEngine:
     """Sends one logical request: per-host limiter, retries, manual redirects, bounded body.
 
@@ -139,36 +132,46 @@ class HttpEngine:
         method: str,
         url: str,
         *,
+        registry: str,
         headers: Mapping[str, str],
         data: Mapping[str, str] | None = None,
         max_body: int,
         deadline: float,
-        secrets: tuple[str, ...],
     ) -> HttpResponse:
         """Send and follow up to ``max_redirects`` redirects by hand.
 
-        ``Authorization`` is dropped as soon as a redirect leaves the host (or https).
+        ``registry`` is the host the call is for: redirect targets are checked against it
+        (``urls.parse_target``) and requests are counted under it. A hop to another
+        origin (scheme, host or port) drops ``Authorization``; a hop that would replay a
+        body (307/308 after a ``POST``, i.e. a token exchange) to another origin is
+        refused, because the body holds the credential.
         """
+        hop = urlsplit(url)
         hop_url, hop_method, hop_headers, hop_data = url, method, dict(headers), data
         for _ in range(self._policy.max_redirects + 1):
             response = await self._with_retries(
-                channel, hop_method, hop_url, headers=hop_headers, data=hop_data,
-                max_body=max_body, deadline=deadline, secrets=secrets,
+                channel, hop_method, hop_url, registry=registry, headers=hop_headers,
+                data=hop_data, max_body=max_body, deadline=deadline,
             )
             location = response.headers.get("Location")
             if response.status not in _REDIRECT_STATUS or not location:
                 return response
-            target = strip_userinfo(urljoin(hop_url, location))
-            before, after = urlsplit(hop_url), urlsplit(target)
-            if after.scheme not in ("http", "https") or not after.netloc:
-                raise InvalidResponseError(f"{hop_method} {hop_url}: unusable redirect target")
-            if after.netloc != before.netloc or (before.scheme, after.scheme) == ("https", "http"):
-                hop_headers = {k: v for k, v in hop_headers.items() if k.lower() != "authorization"}
+            target = resolve_target(hop_url, location, registry=registry,
+                                    what=f"redirect target (answer to {hop_method} "
+                                    f"{display_url(hop_url)})")
+            keeps_body = response.status in (307, 308) and hop_data is not None
+            if not same_origin(hop, target):
+                if keeps_body:
+                    raise InvalidResponseError(
+                        f"{hop_method} {display_url(hop_url)}: redirected a credential "
+                        f"exchange to another origin ({target.shown}); not followed")
+                hop_headers = {k: v for k, v in hop_headers.items()
+                               if k.lower() != "authorization"}
             if response.status == 303 or (response.status in (301, 302) and hop_method == "POST"):
                 hop_method, hop_data = "GET", None
-            hop_url = target
+            hop_url, hop = target.url, urlsplit(target.url)
         raise InvalidResponseError(
-            f"{method} {url}: more than {self._policy.max_redirects} redirects"
+            f"{method} {display_url(url)}: more than {self._policy.max_redirects} redirects"
         )
 
     async def _with_retries(
@@ -177,11 +180,11 @@ class HttpEngine:
         method: str,
         url: str,
         *,
+        registry: str,
         headers: Mapping[str, str],
         data: Mapping[str, str] | None,
         max_body: int,
         deadline: float,
-        secrets: tuple[str, ...],
     ) -> HttpResponse:
         host = urlsplit(url).netloc
         attempts = max(1, self._policy.attempts)
@@ -190,11 +193,11 @@ class HttpEngine:
             last = attempt == attempts - 1
             try:
                 response = await self._once(
-                    channel, method, url, headers=headers, data=data,
+                    channel, method, url, registry=registry, headers=headers, data=data,
                     max_body=max_body, deadline=deadline,
                 )
             except aiohttp.ClientConnectorCertificateError as err:
-                reason = _reason(err.certificate_error, secrets)
+                reason = _reason(err.certificate_error)
                 raise CertificateError(f"{method} {url}: untrusted certificate: {reason}") from None
             except (aiohttp.ClientError, TimeoutError) as err:
                 tls_failure = _tls_failure(err)
@@ -216,7 +219,7 @@ class HttpEngine:
                     raise RegistryTimeoutError(f"{method} {url}: timed out") from None
                 delay = backoff_delay(attempt, rng=self._rng)
                 if last or now + delay > deadline:
-                    raise RegistryUnavailable(f"{method} {url}: {_reason(err, secrets)}") from None
+                    raise RegistryUnavailable(f"{method} {url}: {_reason(err)}") from None
                 await self._clock.sleep(delay)
                 continue
             if response.status not in RETRYABLE_STATUS or last:
@@ -252,12 +255,12 @@ class HttpEngine:
         method: str,
         url: str,
         *,
+        registry: str,
         headers: Mapping[str, str],
         data: Mapping[str, str] | None,
         max_body: int,
         deadline: float,
     ) -> HttpResponse:
-        host = urlsplit(url).netloc
         remaining = deadline - self._clock.monotonic()
         if remaining <= 0:
             raise RegistryTimeoutError(f"{method} {url}: timed out")
@@ -275,7 +278,7 @@ class HttpEngine:
                 proxy_headers=channel.proxy_headers, allow_redirects=False, timeout=timeout,
             ) as raw:
                 code = str(raw.status)
-                self._report_ratelimit(host, raw.headers)
+                self._report_ratelimit(registry, raw.headers)
                 ok = 200 <= raw.status < 300
                 body = b"" if method == "HEAD" else await _read_bounded(
                     raw, max_body if ok else self._policy.max_error_body,
@@ -292,11 +295,23 @@ class HttpEngine:
                 )
         except ResponseTooLargeError:
             raise
+        except (aiohttp.ClientError, ssl.SSLError):
+            code = "error"  # some of these are ValueErrors too; they are handled by the caller
+            raise
+        except ValueError as err:
+            # aiohttp and yarl refuse a URL or header they cannot put on the wire (a bad
+            # port, a control character) with ValueError: the registry's doing, not ours.
+            code = "error"
+            raise InvalidResponseError(
+                f"{method} {display_url(url)}: the request cannot be sent "
+                f"({type(err).__name__})") from None
         except Exception:
             code = "error"
             raise
         finally:
-            self._observer.request_done(host, method, code)
+            # Counted under the call's registry, not the hop's host: a registry must not be
+            # able to mint metric series by redirecting to ever new names.
+            self._observer.request_done(registry, method, code)
 
     def _report_ratelimit(self, host: str, headers: Mapping[str, str]) -> None:
         value = headers.get("ratelimit-remaining")
@@ -338,6 +353,6 @@ def _tls_failure(err: BaseException) -> str | None:
     return None
 
 
-def _reason(err: BaseException, secrets: tuple[str, ...]) -> str:
-    text = str(err) or type(err).__name__
-    return " ".join(redact(text, secrets).split())
+def _reason(err: BaseException) -> str:
+    # Raw material: the client scrubs every message (redact.scrub) before raising it.
+    return str(err) or type(err).__name__

@@ -7,17 +7,20 @@ later), never by message text. The message of every error is what follows
 (``GET https://host/v2/repo/tags/list?n=1000``) and the registry's own error code and
 message when it sent one.
 
-Invariant: no message ever carries a secret. URLs are built by the client without
-userinfo, and text that comes from a server (which could echo a header or a refresh
-token back) passes through ``redact`` with the secrets of the call before it is used.
+Invariant: no message ever carries a secret. Every error the client raises passes
+``redact.scrub`` with the secrets of the call before it leaves the package; the
+messages built here are only ever the raw material for that step.
+
+Registry bodies are decoded with ``decode_json``, which turns every way a body can fail
+to be JSON (bad syntax, bad UTF-8, nesting deep enough to exhaust the recursion limit)
+into ``InvalidResponseError``, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 _MAX_DETAIL_CHARS: Final = 300
 REDACTED: Final = "<redacted>"
@@ -52,6 +55,10 @@ class ResponseTooLargeError(RegistryError):
     """A response body exceeded its configured bound; reading stopped there."""
 
 
+class ScanLimitError(RegistryError):
+    """A scan passed a whole-scan bound (tags or bytes across all pages); it stopped there."""
+
+
 class InvalidResponseError(RegistryError):
     """The registry answered with something that is not the documented shape."""
 
@@ -80,21 +87,36 @@ class RegistryErrorDetail:
     message: str
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each non-empty secret in ``text``.
+class _NotJSON(Exception):
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
-    Longer secrets go first so a secret that contains another is removed whole.
-    """
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
+
+def _loads(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except RecursionError:
+        # The C decoder gives up at the interpreter's recursion limit: nesting that deep is
+        # never a registry document, and the decoder's memory is bounded by the body size.
+        raise _NotJSON("nested too deeply") from None
+    except ValueError:  # includes UnicodeDecodeError
+        raise _NotJSON("not JSON") from None
+
+
+def decode_json(body: bytes, *, what: str) -> Any:
+    """The JSON document in ``body``, or ``InvalidResponseError("<what> is not JSON")``."""
+    try:
+        return _loads(body)
+    except _NotJSON as err:
+        raise InvalidResponseError(f"{what} is {err.why}") from None
 
 
 def parse_error_body(body: bytes) -> tuple[RegistryErrorDetail, ...]:
     """The error entries of a distribution error body; empty when it is not one."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        document = _loads(body)
+    except _NotJSON:
         return ()
     if not isinstance(document, dict):
         return ()
@@ -136,12 +158,11 @@ def error_for_status(
     status: int,
     reason: str,
     body: bytes,
-    secrets: Iterable[str],
     retry_after: float | None = None,
 ) -> RegistryError:
     """The typed error for a non-success answer, with the registry's codes in the message.
 
-    ``url`` must already be free of userinfo; ``body`` is redacted before use.
+    The message is raw material: the client scrubs it (``redact.scrub``) before raising.
     ``retry_after`` (seconds) is mentioned when the registry asked for a pause the client
     could not wait out.
     """
@@ -152,7 +173,7 @@ def error_for_status(
         )
     else:
         described = f"unexpected status code {status} {reason}".rstrip()
-    message = f"{method} {url}: {_one_line(redact(described, secrets))}"
+    message = f"{method} {url}: {_one_line(described)}"
     if retry_after is not None:
         message += f" (registry asks to retry after {retry_after:.0f}s)"
     codes = tuple(d.code for d in details)

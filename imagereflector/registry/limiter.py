@@ -165,26 +165,45 @@ def backoff_delay(attempt: int, *, rng: random.Random) -> float:
     return 0.1 * float(3**attempt) * jitter
 
 
+# A Retry-After beyond a day is not a pause anyone waits for; past this many digits the
+# value is garbage, and int() of thousands of digits is refused by Python itself.
+_MAX_DIGITS: Final = 12
+_ASCII_DIGITS: Final = frozenset("0123456789")
+
+
+def _ascii_number(text: str) -> int | None:
+    """``text`` as a non-negative integer when it is 1..12 ASCII digits, else ``None``.
+
+    ``str.isdigit`` also accepts digits of other scripts (``"٣"``) and superscripts that
+    ``int`` then rejects; HTTP's grammar is ASCII only.
+    """
+    if not text or len(text) > _MAX_DIGITS or not set(text) <= _ASCII_DIGITS:
+        return None
+    return int(text)
+
+
 def parse_retry_after(value: str, *, now_wall: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP date).
 
-    ``None`` when the value is unusable; a date in the past gives 0.
+    ``None`` when the value is unusable (the caller then ignores it); a date in the past
+    gives 0. Never raises, whatever the registry sent.
     """
     text = value.strip()
-    if not text:
+    if not text or len(text) > 64:
         return None
-    if text.isdigit():
-        return float(int(text))
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
+    number = _ascii_number(text)
+    if number is not None:
+        return float(number)
+    if text[0] in "0123456789." and set(text) <= _ASCII_DIGITS | {"."}:
         # Not RFC 9110, but some registries send fractional seconds.
+        try:
+            seconds = float(text)
+        except ValueError:
+            return None
         return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
@@ -192,8 +211,8 @@ def parse_retry_after(value: str, *, now_wall: float) -> float | None:
 
 
 def parse_ratelimit_remaining(value: str) -> int | None:
-    """The count from Docker Hub's ``ratelimit-remaining`` (``76;w=21600`` → 76)."""
-    head = value.split(";", 1)[0].strip()
-    if not head.isdigit():
-        return None
-    return int(head)
+    """The count from Docker Hub's ``ratelimit-remaining`` (``76;w=21600`` → 76).
+
+    ``None`` for anything else (the header is then ignored); never raises.
+    """
+    return _ascii_number(value[:64].split(";", 1)[0].strip())

@@ -7,20 +7,30 @@ Invariants:
 
 * A next page is only ever on the host the scan started on; a ``Link`` that points
   elsewhere is refused (it would take the call's ``Authorization`` with it), and an
-  absolute link with another scheme keeps the scan's scheme (no silent downgrade).
+  absolute link with another scheme keeps the scan's scheme (no silent downgrade). A
+  ``rel="next"`` target that does not parse, or names a metadata address, ends the scan
+  with a message: pagination cannot be skipped silently, or the list would be partial.
 * A tags body must be ``{"tags": [str, ...]}`` (``null`` or missing means no tags);
-  anything else is an ``InvalidResponseError``, never a partial list.
+  anything else is an ``InvalidResponseError``, never a partial list. A body is parsed
+  only when it cannot hold more strings than the scan may still take (or is small), so
+  parsing never builds more objects than the whole-scan bound allows.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from imagereflector.registry.errors import InvalidResponseError, PaginationError, parse_error_body
+from imagereflector.registry.errors import (
+    InvalidResponseError,
+    PaginationError,
+    ScanLimitError,
+    decode_json,
+    parse_error_body,
+)
+from imagereflector.registry.urls import display_url, resolve_target
 
 PAGE_SIZE_CODES: Final = frozenset({"PAGINATION_NUMBER_INVALID", "TOO_MANY_TAGS_REQUESTED"})
 
@@ -72,33 +82,50 @@ def parse_link_header(values: Iterable[str]) -> tuple[Link, ...]:
     return tuple(links)
 
 
-def next_page_url(request_url: str, link_values: Iterable[str], *, base: str) -> str | None:
+def next_page_url(
+    request_url: str, link_values: Iterable[str], *, base: str, registry: str
+) -> str | None:
     """The path and query of the next page, or ``None`` on the last page.
 
     Relative links resolve against ``request_url``. ``base`` is ``scheme://host`` of
-    the scan; a link to another host raises ``PaginationError``.
+    the scan; a link to another host raises ``PaginationError``, one that does not
+    parse ``InvalidResponseError``.
     """
     for link in parse_link_header(link_values):
         if "next" not in link.rels or not link.target:
             continue
-        target = urlsplit(urljoin(request_url, link.target))
-        origin = urlsplit(base)
-        if target.scheme not in ("http", "https") or target.netloc != origin.netloc:
-            shown = target.hostname or "an unusable URL"
+        target = resolve_target(request_url, link.target, registry=registry,
+                                what=f"next-page Link (answer to GET {display_url(request_url)})")
+        # Same host and port; a link without a port means the scan's own port, since
+        # the scan keeps its scheme whatever scheme the link names.
+        start, parts = urlsplit(base), urlsplit(target.url)
+        start_port = start.port or (443 if start.scheme == "https" else 80)
+        if (parts.hostname, parts.port or start_port) != (start.hostname, start_port):
             raise PaginationError(
-                f"GET {request_url}: the Link header points to another host ({shown}); "
+                f"GET {request_url}: the Link header points to another host ({target.host}); "
                 "not followed"
             )
-        return urlunsplit(("", "", target.path or "/", target.query, ""))
+        return urlunsplit(("", "", parts.path or "/", parts.query, ""))
     return None
 
 
-def parse_tags_page(body: bytes, *, what: str) -> list[str]:
-    """The tags of one ``tags/list`` page, in the registry's order."""
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidResponseError(f"{what}: tags response is not JSON") from None
+def parse_tags_page(
+    body: bytes, *, what: str, max_strings: int | None = None, small_page: int = 0
+) -> list[str]:
+    """The tags of one ``tags/list`` page, in the registry's order.
+
+    With ``max_strings``, a body larger than ``small_page`` bytes that holds more JSON
+    strings than that is refused before it is parsed (``ScanLimitError``).
+    """
+    if max_strings is not None and len(body) > small_page:
+        strings = body.count(b'"') // 2
+        # Two strings are the keys "name" and "tags", one the name; a few spare.
+        if strings > max_strings + 8:
+            raise ScanLimitError(
+                f"{what}: the page holds up to {strings} names, more than the "
+                f"{max(0, max_strings)} tags the scan may still take; stopped "
+                "(see --max-tags-per-scan)")
+    document = decode_json(body, what=f"{what}: tags response")
     if not isinstance(document, dict):
         raise InvalidResponseError(f"{what}: tags response is not a JSON object")
     tags = document.get("tags")

@@ -13,6 +13,15 @@ pattern such as ``(a+)+$`` cannot make a scan hang. The semantics match Go's ``r
 
 Tags are handed to RE2 as UTF-8 bytes (lone surrogates passed through), so no tag text can
 make filtering raise.
+
+Only tags of the distribution grammar (``[A-Za-z0-9_][A-Za-z0-9._-]{0,127}``) get this
+far: ``valid_tags`` drops the others when a page is read, so nothing downstream (store,
+status, policies, printed output) ever sees a newline, a control character or a tag
+of a kilobyte, and no two different tag lists can share a revision.
+
+Every cache here is bounded: filters by ``FILTER_CACHE_SIZE`` lists, verdicts by
+``VERDICT_BUDGET`` entries across all filters together (tags are registry input, and a
+per-filter bound times the number of filters is no bound at all).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import operator
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +39,63 @@ from typing import Any, Final
 import re2
 
 DEFAULT_EXCLUSION_LIST: Final = ("^.*\\.sig$",)
-VERDICT_CACHE_SIZE: Final = 50_000
+# Verdicts held by all filters together: about one largest scan's worth (a valid tag is at
+# most 128 characters, so this is some 25 MiB at the very worst).
+VERDICT_BUDGET: Final = 100_000
 FILTER_CACHE_SIZE: Final = 64
 LATEST_TAGS_COUNT: Final = 10
+TAG_PATTERN: Final = "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+_TAG: Final = re.compile(TAG_PATTERN)
+# Many tags at once: the newline-joined list is valid exactly when this matches it and
+# no tag held a newline of its own (checked by counting lines).
+_TAG_LINES: Final = re.compile(f"(?:{TAG_PATTERN}\n)*{TAG_PATTERN}")
 
 
 _FILTERS: OrderedDict[tuple[str, ...], TagFilter] = OrderedDict()
+
+
+class _VerdictBudget:
+    """How many verdicts all filters hold together; a filter that would pass the budget
+    empties its own cache first, and every cache when that is not enough."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def make_room(self, owner: dict[str, bool], wanted: int) -> int:
+        """Free room for ``wanted`` more entries in ``owner``; returns how many fit."""
+        if self.held + wanted > self.limit:
+            self.held -= len(owner)
+            owner.clear()
+        if self.held + wanted > self.limit:
+            for tag_filter in _FILTERS.values():
+                tag_filter._verdicts.clear()
+            owner.clear()
+            self.held = 0
+        return min(wanted, self.limit - self.held)
+
+    def added(self, count: int) -> None:
+        """``count`` entries were stored."""
+        self.held += count
+
+
+_BUDGET = _VerdictBudget(VERDICT_BUDGET)
+
+
+def valid_tags(tags: list[str]) -> tuple[list[str], int, str]:
+    """``(valid tags in order, how many were not valid, the first invalid one)``.
+
+    A tag is valid when it matches the distribution grammar ``TAG_PATTERN`` in full.
+    The common case (every tag valid) is one regex pass over the joined list, in C.
+    """
+    if not tags:
+        return tags, 0, ""
+    joined = "\n".join(tags)
+    if joined.count("\n") == len(tags) - 1 and _TAG_LINES.fullmatch(joined):
+        return tags, 0, ""
+    kept = [tag for tag in tags if _TAG.fullmatch(tag)]
+    first = next(tag for tag in tags if not _TAG.fullmatch(tag))
+    return kept, len(tags) - len(kept), first
 
 
 class ExclusionError(ValueError):
@@ -89,7 +150,7 @@ class TagFilter:
     patterns: tuple[str, ...]
     _matchers: tuple[Callable[[bytes], bool], ...] = field(repr=False, compare=False)
     # Verdicts by tag: a rescan sees mostly the tags of the last one, and a lookup costs a
-    # tenth of a match. Bounded; cleared when full.
+    # tenth of a match. Bounded together with every other filter's (_BUDGET).
     _verdicts: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     def excludes(self, tag: str) -> bool:
@@ -98,9 +159,9 @@ class TagFilter:
         if verdict is None:
             data = _utf8(tag)
             verdict = any(matches(data) for matches in self._matchers)
-            if len(self._verdicts) >= VERDICT_CACHE_SIZE:
-                self._verdicts.clear()
-            self._verdicts[tag] = verdict
+            if _BUDGET.make_room(self._verdicts, 1):
+                self._verdicts[tag] = verdict
+                _BUDGET.added(1)
         return verdict
 
     def apply(self, tags: Iterable[str]) -> list[str]:
@@ -118,10 +179,17 @@ class TagFilter:
                 found = list(map(matchers[0], map(_utf8, unknown)))
             else:
                 found = [any(m(data) for m in matchers) for data in map(_utf8, unknown)]
-            if len(self._verdicts) + len(unknown) > VERDICT_CACHE_SIZE:
-                self._verdicts.clear()
-            self._verdicts.update(zip(unknown, found, strict=True))
-            verdicts = list(map(self._verdicts.get, listed))
+            distinct = len(set(unknown))
+            if _BUDGET.make_room(self._verdicts, distinct) == distinct:
+                before = len(self._verdicts)
+                self._verdicts.update(zip(unknown, found, strict=True))
+                _BUDGET.added(len(self._verdicts) - before)
+                verdicts = list(map(self._verdicts.get, listed))
+            else:
+                # More new tags than the whole budget: judge them without keeping verdicts.
+                judged = dict(zip(unknown, found, strict=True))
+                verdicts = [v if v is not None else judged[t]
+                            for t, v in zip(listed, verdicts, strict=True)]
         return list(compress(listed, map(operator.not_, verdicts)))
 
 
@@ -161,8 +229,15 @@ def compile_exclusions(patterns: Sequence[str]) -> TagFilter:
     built = _compile(key)
     _FILTERS[key] = built
     while len(_FILTERS) > FILTER_CACHE_SIZE:
-        _FILTERS.popitem(last=False)
+        _, evicted = _FILTERS.popitem(last=False)
+        _BUDGET.held -= len(evicted._verdicts)
+        evicted._verdicts.clear()
     return built
+
+
+def cached_verdicts() -> int:
+    """Verdicts held by all filters now (never more than ``VERDICT_BUDGET``)."""
+    return _BUDGET.held
 
 
 def _compile(patterns: tuple[str, ...]) -> TagFilter:

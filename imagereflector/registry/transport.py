@@ -13,6 +13,10 @@ Invariants:
   ``0600`` file that is removed before the context is used.
 * A session evicted from the LRU while a call still uses it is closed when that call
   releases it, never under it.
+* Host names never resolve to a link-local or cloud metadata address
+  (``GuardedResolver``): ``urls.parse_target`` refuses such addresses written as IP
+  literals, and this refuses a name a registry made point there. A registry that really
+  lives on a link-local address is reached by its IP literal, which needs no resolving.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import ssl
 import tempfile
 from collections import OrderedDict
@@ -30,9 +35,12 @@ from typing import Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from imagereflector.registry.errors import TLSError
 from imagereflector.registry.types import ProxyConfig, TLSConfig
+from imagereflector.registry.urls import is_metadata_address
 
 _NO_KEY_PASSWORD: Final = b""
 
@@ -48,6 +56,10 @@ class RegistryObserver(Protocol):
         """The registry reported how many requests are left (Docker Hub's header)."""
         ...
 
+    def invalid_tags(self, host: str, count: int) -> None:
+        """A scan skipped ``count`` tags that do not match the tag grammar."""
+        ...
+
 
 class NullObserver:
     """An observer that records nothing (the CLI and tests)."""
@@ -57,6 +69,9 @@ class NullObserver:
 
     def ratelimit_remaining(self, host: str, remaining: int) -> None:
         """Ignore the report."""
+
+    def invalid_tags(self, host: str, count: int) -> None:
+        """Ignore the count."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +149,28 @@ def proxy_settings(proxy: ProxyConfig | None) -> tuple[str | None, Mapping[str, 
     return url, {"Proxy-Authorization": f"Basic {pair}"}
 
 
+class GuardedResolver(AbstractResolver):
+    """Resolves like ``inner`` but never hands out link-local or metadata addresses."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner if inner is not None else DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        """The addresses of ``host`` minus the forbidden ones; ``OSError`` when none remain
+        (aiohttp reports it as a connection failure naming the host)."""
+        found = await self._inner.resolve(host, port, family)
+        allowed = [entry for entry in found if not is_metadata_address(entry["host"])]
+        if not allowed:
+            raise OSError(f"{host} resolves only to link-local or cloud metadata addresses; "
+                          "refused")
+        return allowed
+
+    async def close(self) -> None:
+        """Close the inner resolver."""
+        await self._inner.close()
+
+
 @dataclass(eq=False, slots=True)
 class _Entry:
     channel: Channel
@@ -182,7 +219,8 @@ class SessionPool:
             raise RuntimeError("the registry session pool is closed")
         proxy_url, proxy_headers = proxy_settings(proxy)
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=context, limit=64, ttl_dns_cache=60),
+            connector=aiohttp.TCPConnector(ssl=context, limit=64, ttl_dns_cache=60,
+                                           resolver=GuardedResolver()),
             trust_env=False,
             timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout),
             headers={"User-Agent": self._user_agent},

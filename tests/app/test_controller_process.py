@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.controllers.harness import REPOS, is_ready_with, repository
 from tests.fakes.kubeapi import running_kubeapi
@@ -105,3 +106,31 @@ async def test_controller_serves_probes_and_drains_on_sigterm(registry: Registry
     # A clean close checkpoints the WAL into the database file.
     wal = database.with_name("tags.db-wal")
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "no-context"])
+async def test_an_unusable_kubeconfig_is_one_clear_line_and_exit_1(tmp_path: Path,
+                                                                   case: str) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    if case == "garbage":
+        kubeconfig.write_text("clusters: [\n")
+    elif case == "no-context":
+        kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    env = clean_env(KUBECONFIG=str(kubeconfig), HOME=str(tmp_path))
+    for command in (["controller", "--storage-path", str(tmp_path / "data"),
+                     "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"],
+                    ["install-crds"]):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "imagereflector", *command, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+        text = out.decode() + err.decode()
+        assert process.returncode == 1, text
+        assert "Traceback" not in text
+        assert "Config not found" not in text
+        assert "Invalid kube-config file" not in text or case == "no-context"
+        assert len(text.strip().splitlines()) == 1, text
+        if case == "missing":
+            assert f"no kubeconfig at {kubeconfig} (KUBECONFIG)" in text
+        else:
+            assert f"cannot use kubeconfig {kubeconfig}" in text

@@ -73,3 +73,34 @@ async def test_bad_filter_and_numeric_failure() -> None:
                                  stdin=TAGS.encode())
     assert code == 1
     assert "failed to parse invalid numeric value" in out
+
+
+async def test_a_policy_is_required_and_named() -> None:
+    code, _, err = await run_cli("policy", "127.0.0.1:1/app")
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        "imagereflector policy: error: give a policy: --semver RANGE, --alphabetical "
+        "asc|desc, --numerical asc|desc, or -f IMAGEPOLICY.yaml")
+
+
+async def test_a_wildcard_major_is_accepted_as_masterminds_does() -> None:
+    # Masterminds v3.2.1 reads ">=x" as ">=0.0.0" (x is a wildcard in ranges), and so does
+    # Flux: every release version qualifies, prereleases do not.
+    code, out, err = await run_cli("policy", "--tags-file", "-", "--semver", ">=x",
+                                   stdin=b"0.1.0\n3.0.0\n4.0.0-rc.1\n")
+    assert code == 0, err
+    assert "Latest:      3.0.0" in out.splitlines()
+
+
+async def test_rejected_tags_are_listed_best_first_like_the_candidates() -> None:
+    tags = "0.9.0\nv3\n1.0.0\nlatest\n2.0.0-rc.1\n2.5.0\nabc\n"
+    code, out, _ = await run_cli("policy", "--tags-file", "-", "--semver", ">=1.0.0 <2.0.0",
+                                 stdin=tags.encode())
+    assert code == 0
+    lines = out.splitlines()
+    rejected = [line.split()[0] for line in lines[lines.index("Rejected (6):") + 1:]]
+    assert rejected == ["2.5.0", "2.0.0-rc.1", "0.9.0", "v3", "latest", "abc"]
+    code, out, _ = await run_cli("policy", "--tags-file", "-", "--numerical", "asc",
+                                 "--filter-pattern", "^[0-9]", stdin=b"3\n10\nx\n2\n")
+    lines = out.splitlines()
+    assert lines[lines.index("Rejected (1):") + 1].split()[0] == "x"

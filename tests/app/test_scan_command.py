@@ -70,15 +70,6 @@ async def test_unknown_repository_is_read_operation_failed(registry: RegistryPro
     assert "NAME_UNKNOWN" in err
 
 
-async def test_bad_exclusion_regex_is_read_operation_failed(registry: RegistryProcess) -> None:
-    registry.write_tags("app", ["a"])
-    code, out, err = await run_cli("scan", f"{registry.host}/app", "--exclude", "[=",
-                                   "-o", "json")
-    assert code == 1
-    assert json.loads(out)["reason"] == "ReadOperationFailed"
-    assert "scan failed: failed to compile regex [=" in err
-
-
 async def test_password_from_stdin_and_wrong_password(basic_registry: RegistryProcess,
                                                       tmp_path: Path) -> None:
     basic_registry.write_tags("private", ["x", "y"])
@@ -134,3 +125,31 @@ async def test_storage_path_keeps_the_result(registry: RegistryProcess, tmp_path
                                  str(tmp_path / "store"))
     assert code == 0, err
     assert (tmp_path / "store" / "tags.db").exists()
+
+
+async def test_capitals_in_a_repository_name_get_a_hint() -> None:
+    code, _, err = await run_cli("scan", "ghcr.io/Org/App")
+    assert code == 1
+    assert err.splitlines() == [
+        "ImageURLInvalid: could not parse reference: ghcr.io/Org/App",
+        "hint: repository names must be lower case (only the registry host may have "
+        "capitals)"]
+    code, _, err = await run_cli("scan", "Registry.Example:5000/app", "--timeout", "1ms")
+    assert "hint:" not in err
+
+
+async def test_a_bad_exclusion_pattern_is_a_usage_error() -> None:
+    code, out, err = await run_cli("scan", "127.0.0.1:1/app", "--exclude", "(")
+    assert code == 2
+    assert out == ""
+    assert err.splitlines()[0].startswith("usage: imagereflector scan ")
+    assert err.splitlines()[-1] == (
+        "imagereflector scan: error: --exclude: failed to compile regex (: missing ): (")
+
+
+async def test_bad_bound_flags_are_usage_errors() -> None:
+    for flag, value, why in (("--max-tags-per-scan", "0", "must be at least 1"),
+                             ("--max-tag-bytes-per-scan", "8MB", "not a size: '8MB'")):
+        code, _, err = await run_cli("scan", "127.0.0.1:1/app", flag, value)
+        assert code == 2
+        assert why in err.splitlines()[-1]

@@ -11,6 +11,7 @@ class RecordingObserver:
 
     requests: list[tuple[str, str, str]] = field(default_factory=list)
     remaining: list[tuple[str, int]] = field(default_factory=list)
+    invalid: list[tuple[str, int]] = field(default_factory=list)
 
     def request_done(self, host: str, method: str, code: str) -> None:
         """Record one exchange."""
@@ -19,6 +20,10 @@ class RecordingObserver:
     def ratelimit_remaining(self, host: str, remaining: int) -> None:
         """Record one report."""
         self.remaining.append((host, remaining))
+
+    def invalid_tags(self, host: str, count: int) -> None:
+        """Record skipped tags."""
+        self.invalid.append((host, count))
 
     def codes(self, host: str | None = None) -> list[str]:
         """The codes seen, optionally for one host only."""

@@ -12,7 +12,7 @@ from imagereflector.registry.errors import (
     PaginationError,
     RegistryTimeoutError,
     RegistryUnavailable,
-    ResponseTooLargeError,
+    ScanLimitError,
 )
 from imagereflector.registry.limiter import HostLimiter
 from imagereflector.registry.reference import ImageReference
@@ -209,8 +209,9 @@ async def test_a_huge_body_is_refused_early(
 ) -> None:
     async with FaultFront(registry) as front:
         front.huge_body_next(1, size=1 << 30, chunked=chunked, path=TAGS_PATH)
-        with pytest.raises(ResponseTooLargeError, match="larger than 1 MiB"):
-            await make_client(max_tags_body=1 << 20).list_tags(ref_of(front.host), timeout=30)
+        with pytest.raises(ScanLimitError, match=r"passed 1048576 bytes; stopped \(see "
+                           r"--max-tag-bytes-per-scan\)"):
+            await make_client(max_scan_bytes=1 << 20).list_tags(ref_of(front.host), timeout=30)
         assert front.huge_bytes_sent < 1 << 28
 
 

@@ -194,9 +194,17 @@ NOW = 1_700_000_000.0
         ("", None),
         ("inf", None),
         ("nan", None),
+        ("9" * 5000, None),
+        ("1" + "0" * 400, None),
+        ("\u0663", None),
+        ("\u00b2", None),
+        ("1e400", None),
+        ("Fri, 31 Dec 99999 23:59:59 GMT", None),
+        ("999999999999", 999999999999.0),
     ],
     ids=["seconds", "zero", "fraction", "date", "past-date", "negative", "word", "empty",
-         "inf", "nan"],
+         "inf", "nan", "5000-digits", "400-digits", "arabic-digit", "superscript",
+         "float-overflow", "year-99999", "twelve-digits"],
 )
 def test_parse_retry_after(value: str, expected: float | None) -> None:
     assert parse_retry_after(value, now_wall=NOW) == expected
@@ -204,7 +212,8 @@ def test_parse_retry_after(value: str, expected: float | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("76;w=21600", 76), ("0;w=21600", 0), ("100", 100), ("many", None), ("", None)],
+    [("76;w=21600", 76), ("0;w=21600", 0), ("100", 100), ("many", None), ("", None),
+     ("9" * 5000, None), ("\u0663;w=1", None), ("-1", None), ("1_000", None)],
 )
 def test_parse_ratelimit_remaining(value: str, expected: int | None) -> None:
     assert parse_ratelimit_remaining(value) == expected

@@ -17,6 +17,7 @@ from imagereflector.registry.pages import (
 
 REQUEST = "https://r.example/v2/a/b/tags/list?n=1000"
 BASE = "https://r.example"
+HOST = "r.example"
 
 
 def test_parse_link_header_reads_targets_and_rels() -> None:
@@ -55,20 +56,36 @@ def test_parse_link_header_skips_garbage() -> None:
          "absolute-http-keeps-scheme", "not-next"],
 )
 def test_next_page_url(links: list[str], expected: str | None) -> None:
-    assert next_page_url(REQUEST, links, base=BASE) == expected
+    assert next_page_url(REQUEST, links, base=BASE, registry=HOST) == expected
 
 
 @pytest.mark.parametrize(
     "link",
     ['<https://evil.example/v2/a/tags/list>; rel="next"',
-     '<https://r.example:444/v2/a/tags/list>; rel="next"',
-     '<https://user:pw@r.example/v2/a/tags/list>; rel="next"',
-     '<ftp://r.example/x>; rel="next"'],
-    ids=["other-host", "other-port", "userinfo", "other-scheme"],
+     '<https://r.example:444/v2/a/tags/list>; rel="next"'],
+    ids=["other-host", "other-port"],
 )
 def test_links_off_the_host_are_refused(link: str) -> None:
-    with pytest.raises(PaginationError, match="another host") as info:
-        next_page_url(REQUEST, [link], base=BASE)
+    with pytest.raises(PaginationError, match="another host"):
+        next_page_url(REQUEST, [link], base=BASE, registry=HOST)
+
+
+@pytest.mark.parametrize(
+    ("link", "why"),
+    [('<https://user:pw@r.example/v2/a/tags/list>; rel="next"', "with credentials in it"),
+     ('<ftp://r.example/x>; rel="next"', "not an http or https URL"),
+     ('<http://[::1/x>; rel="next"', "not a valid URL"),
+     ('<http://r.example:99999/x>; rel="next"', "not a valid URL"),
+     ('<http://169.254.169.254/latest>; rel="next"', "link-local or cloud metadata"),
+     ('<http://metadata.google.internal/computeMetadata/v1/>; rel="next"',
+      "link-local or cloud metadata"),
+     ('<http://r.example/a b>; rel="next"', "spaces or control characters")],
+    ids=["userinfo", "other-scheme", "unbalanced-bracket", "bad-port", "aws-metadata",
+         "gcp-metadata", "space"],
+)
+def test_unusable_next_links_end_the_scan_with_a_reason(link: str, why: str) -> None:
+    with pytest.raises(InvalidResponseError, match=why) as info:
+        next_page_url(REQUEST, [link], base=BASE, registry=HOST)
     assert "pw" not in str(info.value)
 
 

@@ -11,12 +11,16 @@ from hypothesis import strategies as st
 
 from imagereflector.registry.tags import (
     DEFAULT_EXCLUSION_LIST,
+    FILTER_CACHE_SIZE,
+    VERDICT_BUDGET,
     ExclusionError,
+    cached_verdicts,
     compile_exclusions,
     exclusion_lists_equal,
     latest_tags,
     summarise,
     tags_revision,
+    valid_tags,
 )
 
 FILTER_CASES = [
@@ -221,3 +225,46 @@ def test_filters_are_shared_per_pattern_list_and_remember_verdicts() -> None:
     assert compile_exclusions(["-rc", "^.*\\.sig$"]) is not first
     assert first.apply(["1.0", "1.0.sig", "2.0-rc"]) == ["1.0"]
     assert first.apply(["1.0", "1.0.sig", "2.0-rc"]) == ["1.0"]
+
+
+@pytest.mark.parametrize(
+    ("tags", "kept", "skipped", "first"),
+    [
+        ([], [], 0, ""),
+        (["1.0", "v2", "_x", "a" * 128], ["1.0", "v2", "_x", "a" * 128], 0, ""),
+        (["ok", "a\nb", "b"], ["ok", "b"], 1, "a\nb"),
+        (["a" * 129], [], 1, "a" * 129),
+        (["", "-x", ".x", "x y", "\u00fc", "\ud800", "x\r", "x/y", "x:y", "x@y"], [], 10, ""),
+        (["a", "b\n", "c"], ["a", "c"], 1, "b\n"),
+        (["a\n", "b"], ["b"], 1, "a\n"),
+    ],
+    ids=["empty", "valid", "newline", "too-long", "grammar", "trailing-newline",
+         "newline-making-lines-valid"],
+)
+def test_valid_tags(tags: list[str], kept: list[str], skipped: int, first: str) -> None:
+    found, count, example = valid_tags(tags)
+    assert (found, count) == (kept, skipped)
+    assert example == (first or (tags[0] if skipped else ""))
+
+
+@given(st.lists(st.text(max_size=140), max_size=30))
+def test_valid_tags_agrees_with_the_grammar_one_by_one(tags: list[str]) -> None:
+    import re
+    grammar = re.compile("[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+    kept, skipped, _ = valid_tags(tags)
+    assert kept == [tag for tag in tags if grammar.fullmatch(tag)]
+    assert skipped == len(tags) - len(kept)
+
+
+def test_verdicts_of_all_filters_together_stay_within_the_budget() -> None:
+    # Many pattern lists, each fed more distinct tags than any one cache once held: the
+    # total never passes the budget, and every answer stays right.
+    tags = [f"t{i:06d}" for i in range(VERDICT_BUDGET // 3)]
+    for index in range(FILTER_CACHE_SIZE + 5):
+        tag_filter = compile_exclusions([f"^t0{index % 10}", f"budget-{index}"])
+        kept = tag_filter.apply(tags)
+        assert len(kept) == len(tags) - sum(1 for t in tags if t.startswith(f"t0{index % 10}"))
+        assert cached_verdicts() <= VERDICT_BUDGET
+    huge = [f"h{i:07d}" for i in range(VERDICT_BUDGET + 10)]
+    assert compile_exclusions(["^h0"]).apply(huge) == []
+    assert cached_verdicts() <= VERDICT_BUDGET

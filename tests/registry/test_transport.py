@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import ssl
 import tempfile
 from pathlib import Path
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from imagereflector.registry.errors import TLSError
 from imagereflector.registry.transport import (
     Channel,
+    GuardedResolver,
     SessionPool,
     build_ssl_context,
     proxy_settings,
@@ -138,3 +141,24 @@ async def test_closed_pool_refuses_leases() -> None:
     with pytest.raises(RuntimeError, match="closed"):
         async with pool.lease(tls=None, proxy=None):
             pass
+
+
+class _FixedResolver(AbstractResolver):
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = addresses
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        return [ResolveResult(hostname=host, host=a, port=port, family=family, proto=0,
+                              flags=0) for a in self.addresses]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_names_never_resolve_to_metadata_addresses() -> None:
+    mixed = GuardedResolver(_FixedResolver("169.254.169.254", "10.0.0.7"))
+    assert [r["host"] for r in await mixed.resolve("registry.example", 443)] == ["10.0.0.7"]
+    only = GuardedResolver(_FixedResolver("169.254.169.254", "fd00:ec2::254"))
+    with pytest.raises(OSError, match="resolves only to link-local or cloud metadata"):
+        await only.resolve("evil.example", 80)

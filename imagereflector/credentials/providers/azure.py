@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any, Final
@@ -40,6 +40,7 @@ from imagereflector.credentials.providers.base import (
     sanitize,
 )
 from imagereflector.credentials.providers.classify import AZURE, azure_cloud
+from imagereflector.registry.errors import InvalidResponseError, decode_json
 from imagereflector.registry.types import Credentials
 
 DISPLAY: Final = "ACR"
@@ -70,11 +71,11 @@ def jwt_expiry(token: str) -> float | None:
         return None
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
+        claims = decode_json(base64.urlsafe_b64decode(payload), what="token claims")
+    except (binascii.Error, ValueError, InvalidResponseError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
         return None
     return float(exp)
 
@@ -141,9 +142,9 @@ class AzureLogin:
             detail = f": errors: {', '.join(codes)}" if codes else ""
             raise _exchange_error(f"unexpected status code {status} from exchange request{detail}")
         try:
-            answer = json.loads(body)
-        except ValueError:
-            raise _exchange_error("exchange response is not JSON") from None
+            answer = decode_json(body, what="exchange response")
+        except InvalidResponseError as err:
+            raise _exchange_error(str(err)) from None
         refresh = answer.get("refresh_token") if isinstance(answer, dict) else None
         if not isinstance(refresh, str) or not refresh:
             raise _exchange_error("exchange response has no refresh_token")
@@ -198,8 +199,8 @@ def _exchange_error(cause: str) -> ProviderError:
 def _acr_error_codes(body: bytes) -> list[str]:
     """The ``code`` of each ACR error in a refusal; messages are dropped, they may echo input."""
     try:
-        answer: Any = json.loads(body)
-    except ValueError:
+        answer: Any = decode_json(body, what="exchange refusal")
+    except InvalidResponseError:
         return []
     errors = answer.get("errors") if isinstance(answer, dict) else answer
     if not isinstance(errors, list):
