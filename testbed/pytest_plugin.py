@@ -1,8 +1,9 @@
 """pytest fixtures for the real control plane: ``kube_cluster`` and ``kube_namespace``.
 
 Role: give tests a real kube-apiserver (with etcd) on loopback, one per test session,
-and a fresh namespace per test. Loaded by ``tests/conftest.py`` through
-``pytest_plugins``.
+a fresh namespace per test, and (``kube_installed``) the session cluster with
+``manifests/`` applied and a kubeconfig of the controller's own ServiceAccount. Loaded
+by ``tests/conftest.py`` through ``pytest_plugins``.
 
 Invariants:
 
@@ -24,6 +25,7 @@ import re
 import secrets
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,36 @@ def kube_namespace(kube_cluster: Cluster, request: pytest.FixtureRequest) -> Ite
         yield name
     finally:
         kube_cluster.delete_namespace(name)
+
+
+# The manifests' identity of the controller (manifests/rbac/service_account.yaml).
+CONTROLLER_NAMESPACE = "image-reflector-system"
+CONTROLLER_SERVICE_ACCOUNT = "image-reflector-controller"
+_MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
+_CRDS = ("imagerepositories.image.toolkit.fluxcd.io", "imagepolicies.image.toolkit.fluxcd.io")
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """The session cluster with ``manifests/`` applied.
+
+    ``controller_kubeconfig`` logs in as the manifests' ServiceAccount, so a controller
+    run with it has exactly the RBAC the manifests grant (a missing verb is a 403).
+    """
+
+    cluster: Cluster
+    controller_kubeconfig: Path
+
+
+@pytest.fixture(scope="session")
+def kube_installed(kube_cluster: Cluster,
+                   tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """``kubectl apply --server-side -k manifests/`` once per session, CRDs established,
+    and a kubeconfig for the controller's ServiceAccount (valid for three hours)."""
+    kube_cluster.kubectl("apply", "--server-side", "-k", str(_MANIFESTS), timeout=120)
+    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                         *(f"crd/{name}" for name in _CRDS), timeout=90)
+    path = tmp_path_factory.mktemp("controller") / "kubeconfig"
+    kube_cluster.service_account_kubeconfig(
+        CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT, path, expiration_seconds=3 * 3600)
+    return Installed(cluster=kube_cluster, controller_kubeconfig=path)

@@ -8,6 +8,7 @@ import pytest
 
 from testbed import pytest_plugin
 from testbed.build import BuildError
+from testbed.pytest_plugin import Installed
 
 
 def _cannot_build(target: str, **_kwargs: object) -> Path:
@@ -44,3 +45,20 @@ def test_namespace_names_are_dns_labels(test_name: str, expected_stem: str) -> N
     assert len(suffix) == 8
     assert len(name) <= 63
     assert name == name.lower()
+
+
+def test_installed_manifests_give_the_controller_its_roles_and_no_more(
+        kube_installed: Installed) -> None:
+    cluster, kubeconfig = kube_installed.cluster, kube_installed.controller_kubeconfig
+    names = cluster.kubectl("get", "crd", "-o", "name").stdout.split()
+    assert "customresourcedefinition.apiextensions.k8s.io/" \
+        "imagerepositories.image.toolkit.fluxcd.io" in names
+
+    def can(*args: str) -> str:
+        return cluster.kubectl("auth", "can-i", *args, kubeconfig=kubeconfig,
+                               check=False).stdout.strip()
+
+    assert can("patch", "imagerepositories.image.toolkit.fluxcd.io/status", "-A") == "yes"
+    assert can("get", "secrets", "-n", "any") == "yes"
+    assert can("delete", "secrets", "-n", "any") == "no"
+    assert can("create", "imagerepositories.image.toolkit.fluxcd.io", "-A") == "no"
