@@ -32,12 +32,14 @@ def test_flux_and_controller_runtime_names_present() -> None:
     metrics.workqueue_depth.labels("imagerepository").set(0)
     metrics.request_done("ghcr.io", "GET", "200")
     metrics.ratelimit_remaining("index.docker.io", 76)
+    metrics.invalid_tags("ghcr.io", 3)
     text = exposition(metrics)
     for name in ("controller_runtime_reconcile_total", "workqueue_depth",
                  "gotk_reconcile_duration_seconds", "rest_client_requests_total",
                  "leader_election_master_status", "process_resident_memory_bytes",
                  "imagereflector_registry_requests_total",
-                 'imagereflector_registry_ratelimit_remaining{host="index.docker.io"} 76.0'):
+                 'imagereflector_registry_ratelimit_remaining{host="index.docker.io"} 76.0',
+                 'imagereflector_registry_invalid_tags_total{host="ghcr.io"} 3.0'):
         assert name in text
 
 

@@ -18,6 +18,7 @@ from imagereflector.registry.limiter import HostLimiter
 from imagereflector.registry.reference import ImageReference
 from imagereflector.registry.types import Credentials
 from tests.fakes.fronts import FaultFront, PaginatingFront
+from tests.fakes.hostile import HostileRegistry, tags_reply
 from tests.fakes.registry import TEST_CREDS, RegistryProcess
 from tests.registry.conftest import MakeClient
 from tests.registry.fakeclock import FakeClock
@@ -259,3 +260,19 @@ async def test_endless_redirects_stop_after_five(
         with pytest.raises(InvalidResponseError, match="more than 5 redirects"):
             await make_client().list_tags(ref_of(front.host), timeout=10)
         assert len([r for r in front.requests if TAGS_PATH in r.path]) == 6
+
+
+async def test_invalid_tags_are_counted_per_scan_and_logged_once(
+    make_client: MakeClient, observer: RecordingObserver, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with HostileRegistry() as reg:
+        reg.route("/v2/team/app/tags/list", tags_reply("team/app", ["ok", "a\nb", "-x", "v1"]))
+        client = make_client()
+        with caplog.at_level("WARNING", logger="imagereflector.registry"):
+            for _ in range(2):
+                assert await client.list_tags(ref_of(reg.host), timeout=10) == ["ok", "v1"]
+    assert observer.invalid == [(reg.host, 2), (reg.host, 2)]
+    warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert warnings == [
+        f"skipped 2 tag(s) of {reg.host}/team/app that are not valid tag names (e.g. "
+        "'a\\nb'); valid tags match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}"]

@@ -52,7 +52,7 @@ EXPECTED = {
     "hang": "timed out after 2s",
     "truncated": "Response payload is not completed",
     "not-json": "not JSON",
-    "huge": "response body larger than 16 MiB",
+    "huge": "passed 8388608 bytes; stopped (see --max-tag-bytes-per-scan)",
     "link-loop": "pagination loop",
     "redirect": "UNAUTHORIZED: authentication required",
 }
