@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import fleet_bench, micro_bench, profile_scan, scan_bench
+from bench import fleet_bench, micro_bench, profile_scan, scan_bench, worst_case_bench
 from bench.common import REPO_ROOT, Result, machine
 from bench.report import Plan, write_report
 
@@ -33,6 +33,7 @@ def plan(quick: bool) -> list[Plan]:
             Plan("policy", lambda _: [micro_bench.policy(runs=3),
                                       micro_bench.scan_steps(runs=3),
                                       micro_bench.scrape(runs=3)]),
+            Plan("worst", worst_case_bench.run),
         ]
     return [
         Plan("scan", lambda tmp: scan_bench.run(tmp, runs=15, quick=False)),
@@ -53,6 +54,7 @@ def plan(quick: bool) -> list[Plan]:
         Plan("policy", lambda _: [micro_bench.policy(runs=15),
                                   micro_bench.scan_steps(runs=15),
                                   micro_bench.scrape(runs=15)]),
+        Plan("worst", worst_case_bench.run),
     ]
 
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-doc", action="store_true",
                         help="write docs/performance.md from this run")
     parser.add_argument("--only", action="append", default=[],
-                        help="run only these kinds (scan, fleet, store, policy)")
+                        help="run only these kinds (scan, fleet, store, policy, worst)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     results: list[Result] = []
