@@ -1,4 +1,5 @@
-# The front door: `make run` runs the controller, `make test` passes the tests.
+# The front door: `make run` runs the controller (against the current cluster, or a local
+# demo one when none answers), `make test` passes the tests.
 # Both install what they need on a fresh Debian machine (venv, pip packages, and the
 # Debian packages the tests drive: docker-registry, skopeo, htpasswd, tinyproxy).
 
@@ -54,11 +55,15 @@ manifests: install
 
 .PHONY: run
 RUN_STORAGE ?= ./data
-# Run the controller against the current kubeconfig context, with a local tag store.
+# Run the controller in the foreground (console logs, metrics 127.0.0.1:8080, probes
+# 127.0.0.1:9440, tag store $(RUN_STORAGE)). When the cluster of the current kubeconfig
+# answers: `imagereflector install-crds`, then the controller against it. When none
+# does: the local demo of testbed/demo.py in $(CLUSTER_STATE)/ (the control plane built
+# on first use, a docker-registry with sample tags, the manifests and a sample
+# ImageRepository + ImagePolicy), the commands to look at it, then the controller as
+# the manifests' ServiceAccount. `make cluster-down` stops the demo.
 run: install
-	@$(VENV)/bin/imagereflector install-crds
-	$(VENV)/bin/imagereflector controller --storage-path=$(RUN_STORAGE) \
-	  --log-encoding=console --metrics-addr=127.0.0.1:8080 --health-addr=127.0.0.1:9440
+	@$(PY) -m testbed run --state-dir $(CLUSTER_STATE) --storage-path $(RUN_STORAGE)
 
 .PHONY: bench bench-quick
 # Benchmarks (bench/): measure only, never assert. `bench` runs every benchmark at full
@@ -101,5 +106,6 @@ flux-controllers: install
 cluster: install
 	@$(PY) -m testbed cluster up --state-dir $(CLUSTER_STATE)
 
+# Stops, by PID, the cluster and the demo registry of `make run`, if there is one.
 cluster-down: install
-	$(PY) -m testbed cluster down --state-dir $(CLUSTER_STATE)
+	$(PY) -m testbed demo down --state-dir $(CLUSTER_STATE)

@@ -1,9 +1,11 @@
-"""``python -m testbed build controlplane|flux|all`` and ``python -m testbed cluster up|down``.
+"""``python -m testbed build|cluster|run|demo``: the test bed's command line.
 
 Role: the command line of the test bed, for the Makefile (``make controlplane``,
-``make flux-controllers``, ``make cluster``, ``make cluster-down``) and for people.
-Progress goes to stderr; stdout carries only what a script consumes (bin dirs, the
-``export KUBECONFIG=`` line), its last line being the one to use.
+``make flux-controllers``, ``make cluster``, ``make run``, ``make cluster-down``) and for
+people.
+Progress goes to stderr; stdout carries what a script consumes (bin dirs, the
+``export KUBECONFIG=`` line, its last line being the one to use), except for ``run``,
+which prints its how-to-look instructions there before the controller takes over.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import sys
 
 USAGE = "usage: python -m testbed build controlplane|flux|all\n" \
-        "       python -m testbed cluster up|down|status [--state-dir DIR]\n"
+        "       python -m testbed cluster up|down|status [--state-dir DIR]\n" \
+        "       python -m testbed run [--state-dir DIR] [--storage-path DIR]\n" \
+        "       python -m testbed demo up|down|status|push TAG... [--state-dir DIR]\n"
 
 
 def main(argv: list[str]) -> int:
@@ -27,6 +31,10 @@ def main(argv: list[str]) -> int:
         from testbed import cluster
 
         return cluster.main(rest)
+    if command in ("run", "demo"):
+        from testbed import demo
+
+        return demo.run(rest) if command == "run" else demo.demo_main(rest)
     sys.stderr.write(USAGE)
     return 2
 

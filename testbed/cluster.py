@@ -119,6 +119,19 @@ class ProcessRecord:
             return None
 
 
+def process_record(name: str, pid: int) -> ProcessRecord | None:
+    """The record of a process just started as ``pid``; None when it has already exited.
+
+    /proc may lag a fresh fork by a moment, so this retries for up to a second.
+    """
+    for _ in range(100):
+        started = _start_time(pid)
+        if started is not None:
+            return ProcessRecord(name, pid, started)
+        time.sleep(0.01)
+    return None
+
+
 def _reap(pid: int) -> None:
     """Collect the exit status if ``pid`` is our child, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError, OSError):
@@ -330,15 +343,9 @@ class Cluster:
                 start_new_session=True,
                 preexec_fn=_die_with_parent if self.tie_to_parent else None,
             )
-        started: int | None = None
-        for _ in range(100):
-            started = _start_time(proc.pid)
-            if started is not None:
-                break
-            time.sleep(0.01)
-        if started is None:
+        record = process_record(name, proc.pid)
+        if record is None:
             raise ClusterError(f"{name} exited at once; see {self.log_dir / f'{name}.log'}")
-        record = ProcessRecord(name, proc.pid, started)
         (self.state_dir / "pids" / f"{name}.pid").write_text(record.to_json() + "\n")
         return record
 
