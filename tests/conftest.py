@@ -1,6 +1,7 @@
 """Shared pytest fixtures.
 
-Registry fixtures start a real ``docker-registry`` per test (well under a second)
+``kube`` gives a test its share of the real session cluster (namespace, label, recording
+proxy, admin client; ``tests/controllers/realharness.py``). Registry fixtures start a real ``docker-registry`` per test (well under a second)
 in the test's tmp dir and always stop it at teardown; the token server and TLS
 material are per test too, so no state leaks between tests.
 """
@@ -9,16 +10,33 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.controllers.realharness import KubeTest, kube_test
 from tests.fakes.certs import make_ca
 from tests.fakes.registry import TEST_CREDS, RegistryProcess, start_registry
 from tests.fakes.tokenserver import TokenServer
 
+if TYPE_CHECKING:
+    from testbed.pytest_plugin import Installed
+
 # The real control plane (etcd + kube-apiserver built from tools/controlplane):
 # `kube_cluster` (one per session) and `kube_namespace` (one per test).
 pytest_plugins = ("testbed.pytest_plugin",)
+
+
+@pytest.fixture
+async def kube(kube_installed: Installed, tmp_path: Path,
+               request: pytest.FixtureRequest) -> AsyncIterator[KubeTest]:
+    """This test's share of the real session cluster (``manifests/`` applied): its own
+    namespace (``kube.ns``) and label, a recording proxy in front of the API server
+    (``kube.proxy``) and the admin client (``kube.api``); all deleted afterwards.
+    ``tests.controllers.realharness.start_cluster(kube)`` runs the controller on it."""
+    async with kube_test(kube_installed, tmp_path / "kube", request.node.name) as found:
+        yield found
+
 
 # --- real registry fixtures ------------------------------------------------------------
 

@@ -4,6 +4,11 @@
 against the fake API server's kubeconfig, a tmp store and ephemeral ports, with short
 retry delays so failure paths finish quickly. Helpers wait for conditions by watching
 the fake's state, never by sleeping a fixed time.
+
+The controller tests run on the real API server (``realharness.py``); this fake-backed
+``start_cluster`` is kept for the tests that need what only the fake can do on cue
+(``docs/architecture.md``, "Tests"). The checks and builders below (conditions, kstatus,
+``repository``) serve both harnesses.
 """
 
 from __future__ import annotations
@@ -173,12 +178,15 @@ def failed_for_good(reason: str, message: str = "", *, stalled: bool = False,
     return check
 
 
-def repository(name: str, image: str, *, namespace: str = "default", interval: str = "1h",
+def repository(name: str, image: str, *, namespace: str | None = None, interval: str = "1h",
                **spec: Any) -> JSON:
-    """An ImageRepository manifest."""
+    """An ImageRepository manifest; without ``namespace`` the API helper's default
+    namespace applies ("default" on the fake, the test's own on the real server)."""
+    metadata: JSON = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
     return {"apiVersion": "image.toolkit.fluxcd.io/v1beta2", "kind": "ImageRepository",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"image": image, "interval": interval, **spec}}
+            "metadata": metadata, "spec": {"image": image, "interval": interval, **spec}}
 
 
 @contextlib.asynccontextmanager
