@@ -2,7 +2,8 @@
 
 A real tinyproxy sits between the controller and the real registry; its log proves the
 requests went through it. Bad proxy Secrets are configuration errors with messages that
-never echo credentials.
+never echo credentials. The objects live on the real API server, and the controller
+reads the Secrets as the manifests' ServiceAccount (``get`` on secrets, nothing more).
 """
 
 from __future__ import annotations
@@ -15,14 +16,8 @@ from typing import Any
 import pytest
 
 from imagereflector.api import meta
-from tests.controllers.harness import (
-    REPOS,
-    has_ready_reason,
-    is_ready_with,
-    ready,
-    repository,
-    start_cluster,
-)
+from tests.controllers.harness import has_ready_reason, is_ready_with, ready, repository
+from tests.controllers.realharness import REPOS, KubeTest, start_cluster
 from tests.fakes.proxy import PROXY_USER, running_tinyproxy
 from tests.fakes.registry import RegistryProcess
 
@@ -31,41 +26,41 @@ JSON = dict[str, Any]
 
 def proxy_secret(name: str, **data: str) -> JSON:
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": "default"},
+            "metadata": {"name": name},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
 
 
 @pytest.mark.parametrize("auth", [True, False], ids=["basic-auth", "open"])
 async def test_scan_goes_through_the_proxy(registry: RegistryProcess, tmp_path: Path,
-                                           auth: bool) -> None:
+                                           kube: KubeTest, auth: bool) -> None:
     registry.write_tags("app", ["a", "b"])
     async with running_tinyproxy(tmp_path / "proxy", auth=auth) as proxy, \
-            start_cluster(tmp_path) as cluster:
+            start_cluster(kube) as cluster:
         data = {"address": proxy.address}
         if auth:
             data |= {"username": PROXY_USER, "password": proxy.password}
         cluster.api.create(proxy_secret("proxy", **data))
         cluster.api.create(repository("app", f"{registry.host}/app",
                                       proxySecretRef={"name": "proxy"}))
-        await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 2 tags"))
+        await cluster.wait_for(REPOS, cluster.ns, "app", is_ready_with("found 2 tags"))
         log = proxy.log()
         assert f"{registry.host}/v2/app/tags/list" in log
         assert f"{registry.host}/v2/" in log
 
 
 async def test_wrong_proxy_password_is_a_clear_failure(registry: RegistryProcess,
-                                                       tmp_path: Path,
+                                                       tmp_path: Path, kube: KubeTest,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     registry.write_tags("app", ["a"])
     caplog.set_level(logging.DEBUG, logger="imagereflector")
     planted = "Wrong-Proxy-Password-51ab"
     async with running_tinyproxy(tmp_path / "proxy") as proxy, \
-            start_cluster(tmp_path) as cluster:
+            start_cluster(kube) as cluster:
         cluster.api.create(proxy_secret("proxy", address=proxy.address, username=PROXY_USER,
                                         password=planted))
         cluster.api.create(repository("app", f"{registry.host}/app",
                                       proxySecretRef={"name": "proxy"}))
-        obj = await cluster.wait_for(REPOS, "default", "app",
+        obj = await cluster.wait_for(REPOS, cluster.ns, "app",
                                      has_ready_reason(meta.READ_OPERATION_FAILED_REASON))
         found = ready(obj)
         assert found is not None
@@ -84,24 +79,24 @@ async def test_wrong_proxy_password_is_a_clear_failure(registry: RegistryProcess
       "'username' and 'password' keys")],
     ids=["no-address", "bad-scheme", "userinfo"])
 async def test_bad_proxy_secret_is_authentication_failed(registry: RegistryProcess,
-                                                         tmp_path: Path, data: dict[str, str],
+                                                         kube: KubeTest, data: dict[str, str],
                                                          message: str) -> None:
-    async with start_cluster(tmp_path) as cluster:
+    async with start_cluster(kube) as cluster:
         cluster.api.create(proxy_secret("proxy", **data))
         cluster.api.create(repository("app", f"{registry.host}/app",
                                       proxySecretRef={"name": "proxy"}))
-        obj = await cluster.wait_for(REPOS, "default", "app",
+        obj = await cluster.wait_for(REPOS, cluster.ns, "app",
                                      has_ready_reason(meta.AUTHENTICATION_FAILED_REASON))
         found = ready(obj)
         assert found is not None
         assert found.message == f"failed to configure authentication options: {message}"
 
 
-async def test_missing_proxy_secret(registry: RegistryProcess, tmp_path: Path) -> None:
-    async with start_cluster(tmp_path) as cluster:
+async def test_missing_proxy_secret(registry: RegistryProcess, kube: KubeTest) -> None:
+    async with start_cluster(kube) as cluster:
         cluster.api.create(repository("app", f"{registry.host}/app",
                                       proxySecretRef={"name": "absent"}))
-        obj = await cluster.wait_for(REPOS, "default", "app",
+        obj = await cluster.wait_for(REPOS, cluster.ns, "app",
                                      has_ready_reason(meta.AUTHENTICATION_FAILED_REASON))
         found = ready(obj)
         assert found is not None
@@ -110,8 +105,8 @@ async def test_missing_proxy_secret(registry: RegistryProcess, tmp_path: Path) -
 
 
 async def test_aws_provider_on_a_non_ecr_host_scans_anonymously(registry: RegistryProcess,
-                                                                 tmp_path: Path) -> None:
+                                                                 kube: KubeTest) -> None:
     registry.write_tags("app", ["a"])
-    async with start_cluster(tmp_path) as cluster:
+    async with start_cluster(kube) as cluster:
         cluster.api.create(repository("app", f"{registry.host}/app", provider="aws"))
-        await cluster.wait_for(REPOS, "default", "app", is_ready_with("found 1 tags"))
+        await cluster.wait_for(REPOS, cluster.ns, "app", is_ready_with("found 1 tags"))
