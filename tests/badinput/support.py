@@ -9,7 +9,7 @@ from typing import Any
 from imagereflector.api import meta
 from imagereflector.api.meta import Condition
 from imagereflector.kube import conditions as cond
-from tests.controllers.harness import Cluster, conditions_of, ready
+from tests.controllers.harness import conditions_of, ready
 
 JSON = dict[str, Any]
 
@@ -23,25 +23,32 @@ def namespace(name: str) -> JSON:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
-def secret(name: str, type_: str, data: dict[str, Any], *, namespace: str = "default") -> JSON:
+def _metadata(name: str, namespace: str | None) -> JSON:
+    # Without a namespace the API helper's default applies: "default" on the fake API
+    # server, the test's own namespace on the real one.
+    return {"name": name} if namespace is None else {"name": name, "namespace": namespace}
+
+
+def secret(name: str, type_: str, data: dict[str, Any], *, namespace: str | None = None
+           ) -> JSON:
     """A Secret with ``data`` as given (values already base64, or deliberately not)."""
     return {"apiVersion": "v1", "kind": "Secret", "type": type_,
-            "metadata": {"name": name, "namespace": namespace}, "data": data}
+            "metadata": _metadata(name, namespace), "data": data}
 
 
-def service_account(name: str, pull_secrets: list[str], *, namespace: str = "default") -> JSON:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": namespace},
+def service_account(name: str, pull_secrets: list[str], *, namespace: str | None = None
+                    ) -> JSON:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(name, namespace),
             "imagePullSecrets": [{"name": s} for s in pull_secrets]}
 
 
-def image_policy(name: str, repo: str, choice: JSON | None, *, namespace: str = "default",
+def image_policy(name: str, repo: str, choice: JSON | None, *, namespace: str | None = None,
                  **spec: Any) -> JSON:
     body: JSON = {"imageRepositoryRef": {"name": repo}, **spec}
     if choice is not None:
         body["policy"] = choice
     return {"apiVersion": "image.toolkit.fluxcd.io/v1beta2", "kind": "ImagePolicy",
-            "metadata": {"name": name, "namespace": namespace}, "spec": body}
+            "metadata": _metadata(name, namespace), "spec": body}
 
 
 def k8s_name(case_id: str) -> str:
@@ -74,17 +81,6 @@ def reconcile_count(metrics_text: str, name: str, namespace: str = "default") ->
                + re.escape(name) + r"\",namespace=\"" + re.escape(namespace) + r"\"\} ([0-9.e+]+)")
     match = re.search(pattern, metrics_text)
     return float(match.group(1)) if match else 0.0
-
-
-async def all_visible_text(cluster: Cluster) -> list[str]:
-    """Every status, every Event and the metrics exposition, as text."""
-    import json
-    await cluster.manager.events.flush()
-    texts = [json.dumps(o) for o in cluster.api.list("imagerepositories")]
-    texts += [json.dumps(o) for o in cluster.api.list("imagepolicies")]
-    texts += [json.dumps(e) for e in cluster.api.list("events")]
-    texts.append(await cluster.scrape())
-    return texts
 
 
 STALLED = meta.STALLED

@@ -1,6 +1,7 @@
 """No credential ever leaves its Secret (contract A11), whatever way a scan fails.
 
-One running controller scans real registries for objects whose Secrets hold unique
+One running controller (on the real API server, as the manifests' ServiceAccount)
+scans real registries for objects whose Secrets hold unique
 planted values: a registry password (answered with 401), an identity token and a
 registry token, cloud-style tokens for other hosts in the same dockerconfigjson, a proxy
 password the real tinyproxy refuses, a TLS client key in front of an https registry whose
@@ -28,15 +29,9 @@ import pytest
 from imagereflector.api import meta
 from imagereflector.registry.reference import InvalidReferenceError, parse_image_reference
 from tests.badinput import corpus
-from tests.badinput.support import b64, namespace, ready_of, secret
-from tests.controllers.harness import (
-    REPOS,
-    has_ready_reason,
-    is_ready_with,
-    recorded_statuses,
-    repository,
-    start_cluster,
-)
+from tests.badinput.support import b64, ready_of, secret
+from tests.controllers.harness import has_ready_reason, is_ready_with, repository
+from tests.controllers.realharness import REPOS, KubeTest, recorded_statuses, start_cluster
 from tests.fakes.certs import make_ca
 from tests.fakes.proxy import PROXY_USER, running_tinyproxy
 from tests.fakes.registry import TEST_CREDS, RegistryProcess
@@ -62,6 +57,7 @@ def forms(value: str, user: str = TEST_CREDS[0]) -> list[str]:
 
 async def test_no_planted_value_in_any_output(basic_registry: RegistryProcess,
                                               tls_registry: RegistryProcess, tmp_path: Path,
+                                              kube: KubeTest,
                                               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="imagereflector")
     basic_registry.write_tags("app", ["1.0.0", "1.1.0"])
@@ -75,9 +71,9 @@ async def test_no_planted_value_in_any_output(basic_registry: RegistryProcess,
     planted = [*forms(PASSWORD), *forms(IDENTITY_TOKEN), *forms(REGISTRY_TOKEN),
                *forms(AWS_TOKEN), *forms(GCP_TOKEN), *forms(AZURE_TOKEN),
                *forms(PROXY_PASSWORD), *forms(KEY_MARKER), b64(client.key_pem), *key_lines]
+    leaks = kube.namespace("leaks")
     async with running_tinyproxy(tmp_path / "proxy") as proxy, \
-            start_cluster(tmp_path) as cluster, recorded_statuses(cluster.api) as seen:
-        cluster.api.create(namespace("leaks"))
+            start_cluster(kube) as cluster, recorded_statuses(kube) as log:
         objects: dict[str, tuple[dict[str, Any], str, dict[str, str]]] = {
             "wrong-password": ({"secretRef": {"name": "wrong-password"}}, basic, dockerconfig({
                 basic: {"username": TEST_CREDS[0], "password": PASSWORD}})),
@@ -93,45 +89,46 @@ async def test_no_planted_value_in_any_output(basic_registry: RegistryProcess,
         }
         for name, (ref, _, data) in objects.items():
             cluster.api.create(secret(name, "kubernetes.io/dockerconfigjson", data,
-                                      namespace="leaks"))
-            cluster.api.create(repository(name, f"{basic}/app", namespace="leaks", **ref))
+                                      namespace=leaks))
+            cluster.api.create(repository(name, f"{basic}/app", namespace=leaks, **ref))
         cluster.api.create(secret("proxy", "Opaque", {
             "address": b64(proxy.address), "username": b64(PROXY_USER),
-            "password": b64(PROXY_PASSWORD)}, namespace="leaks"))
-        cluster.api.create(repository("proxied", f"{basic}/app", namespace="leaks",
+            "password": b64(PROXY_PASSWORD)}, namespace=leaks))
+        cluster.api.create(repository("proxied", f"{basic}/app", namespace=leaks,
                                       proxySecretRef={"name": "proxy"}))
         cluster.api.create(secret("untrusted", "kubernetes.io/tls", {
             "tls.crt": b64(client.cert_pem), "tls.key": b64(client.key_pem),
-            "ca.crt": b64(other_ca.cert_pem)}, namespace="leaks"))
-        cluster.api.create(repository("untrusted", f"{tls_registry.host}/app", namespace="leaks",
+            "ca.crt": b64(other_ca.cert_pem)}, namespace=leaks))
+        cluster.api.create(repository("untrusted", f"{tls_registry.host}/app", namespace=leaks,
                                       certSecretRef={"name": "untrusted"}))
         broken_key = (b"-----BEGIN PRIVATE KEY-----\n" + base64.b64encode(KEY_MARKER.encode())
                       + b"\n-----END PRIVATE KEY-----\n")
         cluster.api.create(secret("broken-key", "Opaque", {
-            "tls.crt": b64(client.cert_pem), "tls.key": b64(broken_key)}, namespace="leaks"))
+            "tls.crt": b64(client.cert_pem), "tls.key": b64(broken_key)}, namespace=leaks))
         cluster.api.create(repository("broken-key", f"{tls_registry.host}/app",
-                                      namespace="leaks", certSecretRef={"name": "broken-key"}))
+                                      namespace=leaks, certSecretRef={"name": "broken-key"}))
         cluster.api.create(secret("good", "kubernetes.io/dockerconfigjson", dockerconfig({
-            basic: {"auth": b64(":".join(TEST_CREDS))}}), namespace="leaks"))
-        cluster.api.create(repository("good", f"{basic}/app", namespace="leaks",
+            basic: {"auth": b64(":".join(TEST_CREDS))}}), namespace=leaks))
+        cluster.api.create(repository("good", f"{basic}/app", namespace=leaks,
                                       secretRef={"name": "good"}))
 
         for name in ("wrong-password", "tokens", "cloud", "proxied", "untrusted"):
-            obj = await cluster.wait_for(REPOS, "leaks", name,
+            obj = await cluster.wait_for(REPOS, leaks, name,
                                          has_ready_reason(meta.READ_OPERATION_FAILED_REASON))
             assert ready_of(obj).message.startswith("scan failed: "), name
-        await cluster.wait_for(REPOS, "leaks", "broken-key",
+        await cluster.wait_for(REPOS, leaks, "broken-key",
                                has_ready_reason(meta.AUTHENTICATION_FAILED_REASON))
-        await cluster.wait_for(REPOS, "leaks", "good", is_ready_with("found 2 tags"))
+        await cluster.wait_for(REPOS, leaks, "good", is_ready_with("found 2 tags"))
         # Let each failing object retry once more, so the retry paths are searched too.
-        before = len(seen)
-        await cluster.wait_for(REPOS, "leaks", "good", lambda _: len(seen) >= before + 5)
+        before = len(log.versions())
+        await cluster.wait_for(REPOS, leaks, "good",
+                               lambda _: len(log.versions()) >= before + 5)
         await cluster.manager.events.flush()
         outputs = {
             "logs": caplog.text,
             "log arguments": "\n".join(repr(r.args) for r in caplog.records),
             "events": json.dumps(cluster.api.list("events")),
-            "statuses": json.dumps([o.get("status") for o in seen]),
+            "statuses": json.dumps([o.get("status") for o in await log.sync()]),
             "metrics": await cluster.scrape(),
         }
     assert len(caplog.records) > 20
