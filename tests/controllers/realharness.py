@@ -250,7 +250,7 @@ class KubeTest:
         self.namespaces: list[str] = []
         self.api = AdminApi(self.testbed, proxy, self)
         self.token = _kubeconfig_token(installed.controller_kubeconfig)
-        self._cleanups: list[Callable[[], None]] = []
+        self._cleanups: list[Callable[[], object]] = []
         self.ns = self.namespace(name_stem)
 
     def namespace(self, stem: str, **labels: str) -> str:
@@ -261,7 +261,7 @@ class KubeTest:
         self.namespaces.append(name)
         return name
 
-    def on_teardown(self, cleanup: Callable[[], None]) -> None:
+    def on_teardown(self, cleanup: Callable[[], object]) -> None:
         """Run ``cleanup`` (a synchronous admin call) after the test, before the
         namespaces go; for cluster-scoped objects the test created."""
         self._cleanups.append(cleanup)

@@ -474,13 +474,19 @@ class KubeProxy:
             try:
                 await asyncio.wait({reading, cutting}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                cutting.cancel()
-            if not reading.done():
-                reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
-                    await reading
-                continue  # the cut is handled at the top of the loop
-            chunk = reading.result()
+                # Also when this handler is cancelled (the client went away): no task
+                # may be left behind with an exception nobody retrieves.
+                for task in (reading, cutting):
+                    if not task.done():
+                        task.cancel()
+                await asyncio.gather(reading, cutting, return_exceptions=True)
+            if reading.cancelled():
+                continue  # a cut came first; it is handled at the top of the loop
+            try:
+                chunk = reading.result()
+            except aiohttp.ClientError:
+                _abort(watch.request)  # upstream broke the stream: break it downstream too
+                return False
             if not chunk:
                 return True  # upstream ended the watch (its timeout)
             pending += chunk
