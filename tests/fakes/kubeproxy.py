@@ -489,6 +489,10 @@ class KubeProxy:
                 return False
             if not chunk:
                 return True  # upstream ended the watch (its timeout)
+            if watch.cut in ("between", "graceful"):
+                # Cut while this arrived: it belongs after the cut, so the client never
+                # gets it (and will get it again from where it resumes).
+                return await self._cut_between(watch) and watch.cut == "graceful"
             pending += chunk
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
