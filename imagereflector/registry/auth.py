@@ -337,7 +337,7 @@ class Authorizer:
         if not response.ok:
             error = error_for_status(
                 method=response.method, url=realm.shown, status=response.status,
-                reason=response.reason, body=response.body, retry_after=response.retry_after,
+                body=response.body, retry_after=response.retry_after,
             )
             if isinstance(error, AuthError) and not trusted and not credentials.anonymous:
                 raise AuthError(

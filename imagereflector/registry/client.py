@@ -362,7 +362,7 @@ class RegistryClient:
     def _error(self, call: _Call, response: HttpResponse) -> RegistryError:
         return error_for_status(
             method=response.method, url=response.url, status=response.status,
-            reason=response.reason, body=response.body, retry_after=response.retry_after,
+            body=response.body, retry_after=response.retry_after,
         )
 
     async def _list_tags(self, call: _Call) -> list[str]:

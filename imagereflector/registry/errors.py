@@ -19,7 +19,10 @@ into ``InvalidResponseError``, never a traceback.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from decimal import Decimal
+from http import HTTPStatus
 from typing import Any, Final
 
 _MAX_DETAIL_CHARS: Final = 300
@@ -81,10 +84,61 @@ class CertificateError(TLSError):
 
 @dataclass(frozen=True, slots=True)
 class RegistryErrorDetail:
-    """One entry of the distribution error envelope ``{"errors": [{code, message}]}``."""
+    """One entry of the distribution error envelope ``{"errors": [{code, message, detail}]}``.
+
+    ``detail`` is the entry's ``detail`` rendered as Go's ``%v`` renders the decoded JSON
+    (``map[name:app]``), or None when there is none, so messages read as Flux's do.
+    """
 
     code: str
     message: str
+    detail: str | None = None
+
+    @property
+    def text(self) -> str:
+        """``CODE: message[; detail]``, go-containerregistry's wording."""
+        shown = f"{self.code}: {self.message}"
+        return shown if self.detail is None else f"{shown}; {self.detail}"
+
+
+def go_value(value: Any) -> str:
+    """``value`` (decoded JSON, numbers as float) as Go's ``fmt`` ``%v`` prints it."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_value(v)}" for k, v in sorted(value.items())) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(go_value(v) for v in value) + "]"
+    if isinstance(value, int | float):
+        return go_float(float(value))
+    return str(value)
+
+
+def go_float(number: float) -> str:
+    """Go's shortest ``%v`` of a float64: ``%e`` form when the exponent is below -4 or at
+    least 6 (``1.23456789e+08``, ``1e-05``), else plain (``100000``, ``1.5``)."""
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    if number == 0:
+        return "-0" if math.copysign(1.0, number) < 0 else "0"
+    sign, digits, exponent = Decimal(repr(number)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    assert isinstance(exponent, int)
+    point = len(text) + exponent  # position of the decimal point in the digit string
+    head = "-" if sign else ""
+    power = point - 1
+    if power < -4 or power >= 6:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{head}{mantissa}e{'-' if power < 0 else '+'}{abs(power):02d}"
+    if point <= 0:
+        return f"{head}0.{'0' * -point}{text}"
+    if point >= len(text):
+        return f"{head}{text}{'0' * (point - len(text))}"
+    return f"{head}{text[:point]}.{text[point:]}"
 
 
 class _NotJSON(Exception):
@@ -93,9 +147,10 @@ class _NotJSON(Exception):
         self.why = why
 
 
-def _loads(body: bytes) -> Any:
+def _loads(body: bytes, *, go_numbers: bool = False) -> Any:
     try:
-        return json.loads(body)
+        # Go decodes every JSON number into a float64; so must a detail shown as Go shows it.
+        return json.loads(body, parse_int=float) if go_numbers else json.loads(body)
     except RecursionError:
         # The C decoder gives up at the interpreter's recursion limit: nesting that deep is
         # never a registry document, and the decoder's memory is bounded by the body size.
@@ -115,33 +170,37 @@ def decode_json(body: bytes, *, what: str) -> Any:
 def parse_error_body(body: bytes) -> tuple[RegistryErrorDetail, ...]:
     """The error entries of a distribution error body; empty when it is not one."""
     try:
-        document = _loads(body)
+        document = _loads(body, go_numbers=True)
     except _NotJSON:
         return ()
-    if not isinstance(document, dict):
-        return ()
-    entries = document.get("errors")
+    entries = document.get("errors") if isinstance(document, dict) else None
     if not isinstance(entries, list):
-        # Token services answer in OAuth2 shape: {"error": "...", "error_description": "..."}.
-        code = document.get("error")
-        if isinstance(code, str) and code:
-            description = document.get("error_description")
-            text = description if isinstance(description, str) else ""
-            return (RegistryErrorDetail(code=code, message=text),)
         return ()
     details = []
     for entry in entries:
         if not isinstance(entry, dict):
             continue
-        code = entry.get("code")
-        message = entry.get("message")
-        details.append(
-            RegistryErrorDetail(
-                code=code if isinstance(code, str) else "UNKNOWN",
-                message=message if isinstance(message, str) else "",
-            )
-        )
+        code, message = entry.get("code"), entry.get("message")
+        detail = entry.get("detail")
+        details.append(RegistryErrorDetail(
+            code=code if isinstance(code, str) else "",
+            message=message if isinstance(message, str) else "",
+            detail=None if detail is None else go_value(detail)))
     return tuple(details)
+
+
+# Go's http.StatusText where Python's phrase differs.
+_GO_STATUS_TEXT: Final = {414: "Request URI Too Long", 418: "I'm a teapot"}
+
+
+def status_text(status: int) -> str:
+    """The standard reason phrase of ``status`` as Go names it ("" when unknown)."""
+    if status in _GO_STATUS_TEXT:
+        return _GO_STATUS_TEXT[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _one_line(text: str) -> str:
@@ -156,7 +215,6 @@ def error_for_status(
     method: str,
     url: str,
     status: int,
-    reason: str,
     body: bytes,
     retry_after: float | None = None,
 ) -> RegistryError:
@@ -166,13 +224,18 @@ def error_for_status(
     ``retry_after`` (seconds) is mentioned when the registry asked for a pause the client
     could not wait out.
     """
+    # Worded as go-containerregistry words it, so conditions read as Flux's do.
     details = parse_error_body(body)
-    if details:
-        described = "; ".join(
-            f"{d.code}: {d.message}" if d.message else d.code for d in details
-        )
+    if len(details) == 1:
+        described = details[0].text
+    elif details:
+        described = "multiple errors returned: " + "; ".join(d.text for d in details)
     else:
-        described = f"unexpected status code {status} {reason}".rstrip()
+        described = f"unexpected status code {status} {status_text(status)}"
+        if body:
+            described += f": {body.decode('utf-8', 'replace')}"
+        elif method == "HEAD":
+            described += " (HEAD responses have no body, use GET for details)"
     message = f"{method} {url}: {_one_line(described)}"
     if retry_after is not None:
         message += f" (registry asks to retry after {retry_after:.0f}s)"

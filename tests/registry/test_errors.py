@@ -14,6 +14,7 @@ from imagereflector.registry.errors import (
     RegistryUnavailable,
     decode_json,
     error_for_status,
+    go_value,
     parse_error_body,
 )
 
@@ -31,7 +32,7 @@ def _body(*entries: tuple[str, str]) -> bytes:
 )
 def test_status_decides_the_type(status: int, kind: type[RegistryError]) -> None:
     error = error_for_status(
-        method="GET", url=URL, status=status, reason="R", body=b""
+        method="GET", url=URL, status=status, body=b""
     )
     assert type(error) is kind
     assert error.status == status
@@ -39,36 +40,61 @@ def test_status_decides_the_type(status: int, kind: type[RegistryError]) -> None
 
 def test_message_names_request_and_registry_error() -> None:
     error = error_for_status(
-        method="GET", url=URL, status=401, reason="Unauthorized",
+        method="GET", url=URL, status=401,
         body=_body(("UNAUTHORIZED", "authentication required")),
     )
     assert str(error) == f"GET {URL}: UNAUTHORIZED: authentication required"
     assert error.codes == ("UNAUTHORIZED",)
 
 
-def test_several_registry_errors_are_joined() -> None:
+def test_several_registry_errors_are_joined_as_go_containerregistry_does() -> None:
     error = error_for_status(
-        method="GET", url=URL, status=404, reason="Not Found",
+        method="GET", url=URL, status=404,
         body=_body(("NAME_UNKNOWN", "repository name not known"), ("X", "")),
     )
-    assert str(error) == f"GET {URL}: NAME_UNKNOWN: repository name not known; X"
+    assert str(error) == (f"GET {URL}: multiple errors returned: NAME_UNKNOWN: repository "
+                          "name not known; X:")
 
 
-def test_without_error_body_the_status_is_named() -> None:
-    error = error_for_status(
-        method="HEAD", url=URL, status=502, reason="Bad Gateway", body=b"<html>"
-    )
-    assert str(error) == f"HEAD {URL}: unexpected status code 502 Bad Gateway"
+def test_a_detail_is_shown_as_go_prints_it() -> None:
+    body = json.dumps({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required",
+                                   "detail": [{"Type": "repository", "Name": "a/b",
+                                               "Action": "pull", "Class": "", "N": 123456789}]}]})
+    error = error_for_status(method="GET", url=URL, status=401, body=body.encode())
+    assert str(error) == (f"GET {URL}: UNAUTHORIZED: authentication required; "
+                          "[map[Action:pull Class: N:1.23456789e+08 Name:a/b Type:repository]]")
 
 
-def test_oauth_error_shape_is_understood() -> None:
+@pytest.mark.parametrize(("raw", "shown"), [
+    ('{"name":"x"}', "map[name:x]"), ("1", "1"), ("1.5", "1.5"), ("123456789", "1.23456789e+08"),
+    ("1e21", "1e+21"), ("0.00001", "1e-05"), ("100000", "100000"), ("1e6", "1e+06"),
+    ("0.0001", "0.0001"), ("true", "true"), ('"s"', "s"), ("-0.0", "-0"),
+    ('{"b":[1,2,{"c":null}],"a":"x y"}', "map[a:x y b:[1 2 map[c:<nil>]]]"),
+    ("12345678901234567890123", "1.2345678901234568e+22")])
+def test_go_value_matches_go_fmt(raw: str, shown: str) -> None:
+    # Expected values printed by Go 1.26's fmt.Printf("%v") of json.Unmarshal into any.
+    assert go_value(json.loads(raw, parse_int=float)) == shown
+
+
+def test_without_error_body_the_status_and_body_are_named() -> None:
+    error = error_for_status(method="GET", url=URL, status=502, body=b"<html>")
+    assert str(error) == f"GET {URL}: unexpected status code 502 Bad Gateway: <html>"
+    error = error_for_status(method="HEAD", url=URL, status=404, body=b"")
+    assert str(error) == (f"HEAD {URL}: unexpected status code 404 Not Found (HEAD responses "
+                          "have no body, use GET for details)")
+
+
+def test_an_oauth_error_body_is_not_a_distribution_error() -> None:
     body = json.dumps({"error": "invalid_grant", "error_description": "expired"}).encode()
-    assert [(d.code, d.message) for d in parse_error_body(body)] == [("invalid_grant", "expired")]
+    assert parse_error_body(body) == ()
+    error = error_for_status(method="POST", url=URL, status=400, body=body)
+    assert str(error) == (f"POST {URL}: unexpected status code 400 Bad Request: "
+                          '{"error": "invalid_grant", "error_description": "expired"}')
 
 
 def test_retry_after_is_mentioned() -> None:
     error = error_for_status(
-        method="GET", url=URL, status=429, reason="", body=_body(("TOOMANYREQUESTS", "slow")),
+        method="GET", url=URL, status=429, body=_body(("TOOMANYREQUESTS", "slow")),
         retry_after=3600,
     )
     assert str(error).endswith("(registry asks to retry after 3600s)")
@@ -77,7 +103,7 @@ def test_retry_after_is_mentioned() -> None:
 def test_registry_text_is_one_short_line() -> None:
     echoed = "leaked\nsecond line " + "x" * 1000
     error = error_for_status(
-        method="GET", url=URL, status=401, reason="", body=_body(("DENIED", echoed)),
+        method="GET", url=URL, status=401, body=_body(("DENIED", echoed)),
     )
     text = str(error)
     assert "\n" not in text
