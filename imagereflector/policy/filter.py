@@ -23,39 +23,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any
 
 import re2
 
+from imagereflector.api.goregexp import go_regexp_error
 from imagereflector.policy.errors import InvalidFilterError
 from imagereflector.policy.policer import Rejection
-
-# RE2's error strings mapped to the wording of Go's regexp/syntax ErrorCode.
-_GO_ERROR_CODES: Final = {
-    "missing )": "missing closing )",
-    "missing ]": "missing closing ]",
-    "unexpected )": "unexpected )",
-    "bad repetition operator": "invalid nested repetition operator",
-    "no argument for repetition operator": "missing argument to repetition operator",
-    "invalid repetition size": "invalid repeat count",
-    "invalid escape sequence": "invalid escape sequence",
-    "invalid character class": "invalid character class",
-    "invalid character class range": "invalid character class range",
-    "invalid perl operator": "invalid or unsupported Perl syntax",
-    "invalid named capture group": "invalid named capture",
-    "invalid UTF-8": "invalid UTF-8",
-    "pattern too large - compile failed": "expression too large",
-    "pattern too large - reverse compile failed": "expression too large",
-}
-
-
-def _go_error(raw: str) -> str:
-    if raw == "trailing \\":
-        return "error parsing regexp: trailing backslash at end of expression: ``"
-    code, sep, expr = raw.partition(": ")
-    if sep and code in _GO_ERROR_CODES:
-        return f"error parsing regexp: {_GO_ERROR_CODES[code]}: `{expr}`"
-    return f"error parsing regexp: {raw}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +75,7 @@ def compile_go_regexp(pattern: str, *, fast: bool = True) -> GoRegexp:
         detail = err.args[0] if err.args else ""
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
-        raise ValueError(_go_error(str(detail))) from None
+        raise ValueError(go_regexp_error(str(detail))) from None
     return GoRegexp(pattern, MappingProxyType(dict(compiled.groupindex)), compiled, fast)
 
 

@@ -38,6 +38,8 @@ from typing import Any, Final
 
 import re2
 
+from imagereflector.api.goregexp import go_regexp_error
+
 DEFAULT_EXCLUSION_LIST: Final = ("^.*\\.sig$",)
 # Verdicts held by all filters together: about one largest scan's worth (a valid tag is at
 # most 128 characters, so this is some 25 MiB at the very worst).
@@ -209,7 +211,7 @@ def _go_rejects(pattern: str) -> str | None:
         elif pair == "\\Q":
             quoted, i = True, i + 2
         elif pair == "\\C":
-            return "invalid escape sequence: \\C"
+            return "error parsing regexp: invalid escape sequence: `\\C`"
         else:
             i += 2 if pair[0] == "\\" else 1
     return None
@@ -252,7 +254,7 @@ def _compile(patterns: tuple[str, ...]) -> TagFilter:
             compiled.append(re2.compile(_utf8(pattern), options))
         except re2.error as err:
             raise ExclusionError(
-                f"failed to compile regex {pattern}: {_error_text(err)}"
+                f"failed to compile regex {pattern}: {go_regexp_error(_error_text(err))}"
             ) from None
     return TagFilter(patterns=tuple(patterns), _matchers=_join(patterns, compiled, options))
 

@@ -144,7 +144,8 @@ async def test_a_bad_exclusion_pattern_is_a_usage_error() -> None:
     assert out == ""
     assert err.splitlines()[0].startswith("usage: imagereflector scan ")
     assert err.splitlines()[-1] == (
-        "imagereflector scan: error: --exclude: failed to compile regex (: missing ): (")
+        "imagereflector scan: error: --exclude: failed to compile regex (: "
+        "error parsing regexp: missing closing ): `(`")
 
 
 async def test_bad_bound_flags_are_usage_errors() -> None:

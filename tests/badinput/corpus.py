@@ -99,19 +99,27 @@ class ExclusionCase:
 
 
 INVALID_EXCLUSIONS: tuple[ExclusionCase, ...] = (
-    ExclusionCase("unclosed-class", "[=", "scan failed: failed to compile regex [=: missing ]: [="),
+    ExclusionCase("unclosed-class", "[=",
+         "scan failed: failed to compile regex [="
+         ": error parsing regexp: missing closing ]: `[=`"),
     ExclusionCase("unclosed-named-group", "(?P<",
-                  "scan failed: failed to compile regex (?P<: invalid perl operator: (?P"),
+                  "scan failed: failed to compile regex (?P<"
+                  ": error parsing regexp: invalid or unsupported Perl syntax: `(?P`"),
     ExclusionCase("re2-only-escape", "\\C",
-                  "scan failed: failed to compile regex \\C: invalid escape sequence: \\C"),
+                  "scan failed: failed to compile regex \\C"
+                  ": error parsing regexp: invalid escape sequence: `\\C`"),
     ExclusionCase("python-only-escape", "\\Z",
-                  "scan failed: failed to compile regex \\Z: invalid escape sequence: \\Z"),
+                  "scan failed: failed to compile regex \\Z"
+                  ": error parsing regexp: invalid escape sequence: `\\Z`"),
     ExclusionCase("repeat-too-large", "a{1001}",
-                  "scan failed: failed to compile regex a{1001}: invalid repetition size: {1001}"),
+                  "scan failed: failed to compile regex a{1001}"
+                  ": error parsing regexp: invalid repeat count: `{1001}`"),
     ExclusionCase("double-star", "x**",
-                  "scan failed: failed to compile regex x**: bad repetition operator: **"),
+                  "scan failed: failed to compile regex x**"
+                  ": error parsing regexp: invalid nested repetition operator: `**`"),
     ExclusionCase("trailing-backslash", "\\",
-                  "scan failed: failed to compile regex \\: trailing \\"),
+                  "scan failed: failed to compile regex \\"
+                  ": error parsing regexp: trailing backslash at end of expression: ``"),
 )
 """Each fails the scan with ``ReadOperationFailed`` and this message (contract §2.8.3)."""
 
@@ -182,11 +190,11 @@ def dockerconfig_cases(host: str) -> tuple[SecretCase, ...]:
                    "a string, not a number"),
         SecretCase("auth-bad-base64", "kubernetes.io/dockerconfigjson",
                    _config({"auths": {host: {"auth": "robot!" + PLANTED_PASSWORD}}}),
-                   AUTH_PREFIX + f'.dockerconfigjson: entry "{host}": unable to decode auth '
+                   AUTH_PREFIX + "unable to decode auth "
                    "field: illegal base64 data at input byte 5"),
         SecretCase("auth-without-colon", "kubernetes.io/dockerconfigjson",
                    _config({"auths": {host: {"auth": _b64(PLANTED_PASSWORD)}}}),
-                   AUTH_PREFIX + f'.dockerconfigjson: entry "{host}": unable to decode auth '
+                   AUTH_PREFIX + "unable to decode auth "
                    "field: must be formatted as base64(username:password)"),
         SecretCase("auths-missing", "kubernetes.io/dockerconfigjson",
                    _config({"credHelpers": {host: PLANTED_PASSWORD}}),
