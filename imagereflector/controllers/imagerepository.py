@@ -158,6 +158,20 @@ def _status_of(obj: dict[str, Any]) -> ImageRepositoryStatus:
         return ImageRepositoryStatus()
 
 
+async def _observe_suspended_generation(obj: dict[str, Any], patcher: SerialPatcher) -> None:
+    """Flux's final patch runs for a suspended object too: nothing in status changes
+    except ``observedGeneration``, which follows the generation (the suspension itself)
+    when the object is Ready or Stalled."""
+    status = _status_of(obj)
+    generation = int(obj["metadata"].get("generation", 0))
+    if status.observed_generation == generation:
+        return
+    if should_set_observed_generation(status.conditions):
+        status.observed_generation = generation
+        obj["status"] = status.dump()
+        await patcher.patch(obj)
+
+
 class ImageRepositoryReconciler:
     """Reconciles one ImageRepository per call; safe to call concurrently for other keys."""
 
@@ -185,6 +199,7 @@ class ImageRepositoryReconciler:
             await ensure_finalizer(obj, patcher)
             if (obj.get("spec") or {}).get("suspend") is True:
                 log.info("reconciliation is suspended for this object")
+                await _observe_suspended_generation(obj, patcher)
                 return Result()
             return await self._reconcile(obj, patcher)
         finally:

@@ -509,7 +509,8 @@ def _auth_config(value: object, *, what: str, key: str) -> Credentials:
         try:
             username, password = _decode_auth(fields["auth"])
         except ValueError as err:
-            raise DockerConfigError(f"{where}: unable to decode auth field: {err}") from None
+            # Flux's wording exactly (go-containerregistry's AuthConfig): no entry named.
+            raise DockerConfigError(f"unable to decode auth field: {err}") from None
     return Credentials(
         username=username,
         password=password,

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import imagereflector.credentials.dockerconfig as dockerconfig
 from imagereflector.api.imagerepository import ImageRepositorySpec
 from imagereflector.credentials.providers.base import ProviderError
-from imagereflector.kube.client import ApiError
+from imagereflector.kube.client import ApiError, NotFoundError
 from imagereflector.registry.errors import TLSError
 from imagereflector.registry.reference import ImageReference
 from imagereflector.registry.transport import build_ssl_context
@@ -225,6 +225,10 @@ class CredentialResolver:
                                     ref: ImageReference) -> Credentials | None:
         try:
             account = await self._reader.get_service_account(namespace, name)
+        except NotFoundError as err:
+            # Flux reads ServiceAccounts through controller-runtime's cache, whose NotFound
+            # names the kind, not the resource: 'ServiceAccount "x" not found'.
+            raise CredentialsError(f'ServiceAccount "{name}" not found') from err
         except ApiError as err:
             raise CredentialsError(err.message) from err
         configs = []

@@ -285,7 +285,7 @@ async def test_service_accounts_that_cannot_be_used(registry: RegistryProcess,
         obj = await cluster.wait_for(REPOS, "default", "no-sa",
                                      has_ready_reason(meta.AUTHENTICATION_FAILED_REASON))
         assert ready_of(obj).message == (corpus.AUTH_PREFIX
-                                         + 'serviceaccounts "nobody" not found')
+                                         + 'ServiceAccount "nobody" not found')
         obj = await cluster.wait_for(REPOS, "default", "no-secret",
                                      has_ready_reason(meta.AUTHENTICATION_FAILED_REASON))
         assert ready_of(obj).message == corpus.AUTH_PREFIX + 'secrets "absent" not found'

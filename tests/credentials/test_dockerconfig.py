@@ -295,25 +295,25 @@ CONFIG_ERRORS = [
      .encode(),
      '.dockerconfigjson: entry "a.io": field "password" must be a string, not an object'),
     ("auth-bad-char", b'{"auths": {"a.io": {"auth": "dTpw!"}}}',
-     '.dockerconfigjson: entry "a.io": unable to decode auth field: '
+     'unable to decode auth field: '
      "illegal base64 data at input byte 4"),
     ("auth-secret-bad-char", f'{{"auths": {{"a.io": {{"auth": "{SECRET}"}}}}}}'.encode(),
-     '.dockerconfigjson: entry "a.io": unable to decode auth field: '
+     'unable to decode auth field: '
      "illegal base64 data at input byte 6"),
     ("auth-no-colon", f'{{"auths": {{"a.io": {{"auth": "{b64(SECRET)}"}}}}}}'.encode(),
-     '.dockerconfigjson: entry "a.io": unable to decode auth field: '
+     'unable to decode auth field: '
      "must be formatted as base64(username:password)"),
     ("auth-bad-length", b'{"auths": {"a.io": {"auth": "abcde"}}}',
-     '.dockerconfigjson: entry "a.io": unable to decode auth field: '
+     'unable to decode auth field: '
      "illegal base64 data at input byte 5"),
     ("auth-bad-padding", b'{"auths": {"a.io": {"auth": "YQ="}}}',
-     '.dockerconfigjson: entry "a.io": unable to decode auth field: '
+     'unable to decode auth field: '
      "illegal base64 data at input byte 2"),
     ("auth-data-after-padding", b'{"auths": {"a.io": {"auth": "YQ==YQ=="}}}',
-     '.dockerconfigjson: entry "a.io": unable to decode auth field: '
+     'unable to decode auth field: '
      "illegal base64 data at input byte 4"),
     ("auth-trailing-space", b'{"auths": {"a.io": {"auth": "dTpw "}}}',
-     '.dockerconfigjson: entry "a.io": unable to decode auth field: '
+     'unable to decode auth field: '
      "illegal base64 data at input byte 4"),
     ("deep-nesting", b"[" * 100000 + b"]" * 100000, "RecursionError"),
     ("huge-number", b'{"auths": ' + b"1" * 5000 + b"}", "ValueError"),
@@ -469,7 +469,7 @@ KEYRING_ERRORS = [
     ("bad-auth", PullSecret(name="p2", type=DOCKERCFG_TYPE,
                             data={DOCKERCFG_KEY: f'{{"a.io": {{"auth": "{b64(SECRET)}"}}}}'
                                   .encode()}),
-     'pull secret p2: .dockercfg: entry "a.io": unable to decode auth field: '
+     "pull secret p2: unable to decode auth field: "
      "must be formatted as base64(username:password)"),
     ("bad-key", json_secret("p3", {f"https://u:{SECRET}@exa mple.com": "u"}),
      'pull secret p3: invalid auths key "https://<redacted>@exa mple.com": '

@@ -67,7 +67,7 @@ async def test_each_object_uses_only_its_own_namespace(basic_registry: RegistryP
         assert ready_of(obj).message == AUTH_PREFIX + 'secrets "creds" not found'
         obj = await cluster.wait_for(REPOS, "team-c", "by-account",
                                      has_ready_reason(meta.AUTHENTICATION_FAILED_REASON))
-        assert ready_of(obj).message == AUTH_PREFIX + 'serviceaccounts "puller" not found'
+        assert ready_of(obj).message == AUTH_PREFIX + 'ServiceAccount "puller" not found'
 
         reads = (cluster.api.calls(resource="secrets")
                  + cluster.api.calls(resource="serviceaccounts"))
