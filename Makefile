@@ -12,7 +12,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_TOOLS := docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils tinyproxy:tinyproxy kubectl:kubernetes-client
 PYTEST_ARGS ?=
 
-.PHONY: install debs test lint typecheck unit controlplane flux-controllers cluster cluster-down
+.PHONY: install debs test lint typecheck unit controlplane flux-controllers cluster cluster-down conformance
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ debs:
 	fi
 
 lint: install
-	$(VENV)/bin/ruff check imagereflector tests testbed
+	$(VENV)/bin/ruff check imagereflector tests testbed bench conformance
 	$(VENV)/bin/lint-imports
 
 typecheck: install
@@ -109,3 +109,10 @@ cluster: install
 # Stops, by PID, the cluster and the demo registry of `make run`, if there is one.
 cluster-down: install
 	$(PY) -m testbed demo down --state-dir $(CLUSTER_STATE)
+
+# Differential conformance (conformance/): the corpus against our controller and Flux's
+# image-reflector-controller v0.31.0 on one real API server. Records Flux's outcomes in
+# conformance/expected/ (what `make test` holds ours to) and rewrites docs/conformance.md.
+CONFORMANCE_PEERS ?= ours,flux-v0.31
+conformance: install debs controlplane flux-controllers
+	$(PY) -m conformance --peers $(CONFORMANCE_PEERS) --record --write-doc

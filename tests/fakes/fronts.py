@@ -306,6 +306,10 @@ class FaultFront(_Front):
             "fail", n, path, method, status=status, retry_after=retry_after, code=code or default
         )
 
+    def heal(self) -> None:
+        """Drop every scripted fault still pending: from now on the front only proxies."""
+        self._faults.clear()
+
     def hang_next(self, n: int = 1, *, path: str | None = None, method: str | None = None) -> None:
         """Accept the request and never answer (until the front closes)."""
         self._add("hang", n, path, method)
