@@ -1,0 +1,1 @@
+"""End to end: the real API server, the built kubectl and flux CLIs, the controller process."""
