@@ -20,6 +20,7 @@ from typing import Any
 
 from imagereflector import __version__
 from imagereflector.api import meta
+from imagereflector.api.compat import Compatibility
 from imagereflector.app.install import ClusterUnreachableError, install_crds
 from imagereflector.app.manager import run_controller
 from imagereflector.app.policy import PolicyOptions, run_policy
@@ -194,6 +195,23 @@ def _add_controller_parser(sub: Any) -> None:
     add("--max-tag-pages", type=int, default=d.max_tag_pages,
         help="stop a scan with an error after this many tag pages")
     _add_scan_bounds(add)
+    add("--flux-compatibility", default=d.flux_compatibility.value,
+        choices=[mode.value for mode in Compatibility],
+        help="where Flux releases conflict, behave as Flux's controller v0.31 (Flux 2.2, "
+        "the default) or v1.2 (today's Flux); see docs/operations.md")
+    add("--requeue-dependency", type=_go_duration, default=d.requeue_dependency,
+        help="the interval at which failing dependencies are reevaluated")
+    add("--default-service-account", default=d.default_service_account,
+        help="ServiceAccount used for cloud provider login when an object names none "
+        "(needs --feature-gates=ObjectLevelWorkloadIdentity=true)")
+    add("--token-cache-max-size", type=int, default=d.token_cache_max_size,
+        help="how many cloud tokens to cache (0 disables the cache)")
+    add("--token-cache-max-duration", type=_go_duration, default=d.token_cache_max_duration,
+        help="how long a cloud token is cached at most (at most 1h)")
+    add("--gc-interval", type=int, default=d.gc_interval_minutes,
+        help="accepted for compatibility with Flux; the SQLite store needs no GC")
+    add("--storage-compression-threshold", type=int, default=d.storage_compression_threshold,
+        help="accepted for compatibility with Flux; the SQLite store does not compress")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -221,6 +239,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         registry_qps=args.registry_qps, registry_burst=args.registry_burst,
         max_tag_pages=args.max_tag_pages, max_tags_per_scan=args.max_tags_per_scan,
         max_tag_bytes_per_scan=args.max_tag_bytes_per_scan,
+        flux_compatibility=Compatibility.parse(args.flux_compatibility),
+        requeue_dependency=args.requeue_dependency,
+        default_service_account=args.default_service_account,
+        token_cache_max_size=args.token_cache_max_size,
+        token_cache_max_duration=min(args.token_cache_max_duration, 3600.0),
+        gc_interval_minutes=args.gc_interval,
+        storage_compression_threshold=args.storage_compression_threshold,
     )
 
 
@@ -263,6 +288,12 @@ def _run_controller(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     if not settings.watch_all_namespaces and not settings.runtime_namespace:
         parser.error("--watch-all-namespaces=false needs RUNTIME_NAMESPACE to be set")
     setup_logging(level=settings.log_level, encoding=settings.log_encoding)
+    try:
+        settings.validate()
+    except ValueError as err:
+        # As Flux: one "invalid configuration" line with the reason, exit 1.
+        get_logger("setup").error("invalid configuration", extra={"error": str(err)})
+        return 1
     if (settings.aws_autologin_for_ecr or settings.gcp_autologin_for_gcr
             or settings.azure_autologin_for_acr):
         get_logger("setup").error(

@@ -12,9 +12,16 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Final
 
+from imagereflector.api.compat import Compatibility
 from imagereflector.api.duration import SECOND, parse_duration
 
-KNOWN_FEATURE_GATES: Final = {"CacheSecretsAndConfigMaps": False}
+# Flux's gates, all off by default. ObjectLevelWorkloadIdentity acts (provider login with
+# the object's own ServiceAccount); CacheSecretsAndConfigMaps and FluxStorage are accepted
+# so Flux's Deployments start unchanged: Secrets are never cached here, and the tag store is
+# always per object (SQLite), which is what FluxStorage switches Flux to.
+KNOWN_FEATURE_GATES: Final = {"CacheSecretsAndConfigMaps": False,
+                              "ObjectLevelWorkloadIdentity": False, "FluxStorage": False}
+OBJECT_LEVEL_WORKLOAD_IDENTITY: Final = "ObjectLevelWorkloadIdentity"
 LEADER_ELECTION_ID: Final = "image-reflector-controller-leader-election"
 
 
@@ -87,6 +94,26 @@ class Settings:
     registry_max_retry_after: float = 60.0
     # How often the store file is checked for deletion or corruption (not a flag).
     store_check_interval: float = 30.0
+    # Flux v1.2's flags, served in every mode (docs/operations.md).
+    flux_compatibility: Compatibility = Compatibility.V0_31
+    requeue_dependency: float = 30.0
+    default_service_account: str = ""
+    token_cache_max_size: int = 100
+    token_cache_max_duration: float = 3600.0
+    # Accepted so Flux v1.2's Deployments start unchanged; SQLite needs neither.
+    gc_interval_minutes: int = 10
+    storage_compression_threshold: int = 64
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for a combination Flux refuses at startup (its words)."""
+        if self.default_service_account and not self.object_level_workload_identity:
+            raise ValueError("cannot set default service accounts when the feature gate "
+                             "ObjectLevelWorkloadIdentity is not enabled")
+
+    @property
+    def object_level_workload_identity(self) -> bool:
+        """Whether objects may log in to a cloud with their own ServiceAccount."""
+        return self.feature_gates.get(OBJECT_LEVEL_WORKLOAD_IDENTITY, False)
 
     def leader_election_id(self) -> str:
         """Flux's lease name, suffixed with a hash of the label selector when sharding."""

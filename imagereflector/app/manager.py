@@ -257,14 +257,17 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
     resolver = CredentialResolver(reader=kube, clouds=clouds)
     reconciler = ImageRepositoryReconciler(RepositoryDeps(
         client=kube, store=store, lister=registry,
-        resolver=resolver, events=events, metrics=metrics, now=_utc_now))
+        resolver=resolver, events=events, metrics=metrics, now=_utc_now,
+        compatibility=settings.flux_compatibility))
     repo_queue = _queue(settings, metrics, REPOSITORY_CONTROLLER)
     policy_queue = _queue(settings, metrics, POLICY_CONTROLLER)
     policy_reconciler = ImagePolicyReconciler(PolicyDeps(
         client=kube, store=store, repositories=_Lookup(repositories, namespaces),
         digests=RepositoryDigestResolver(resolver=resolver, registry=registry),
         events=events, metrics=metrics, now=_utc_now,
-        no_cross_namespace_refs=settings.no_cross_namespace_refs))
+        no_cross_namespace_refs=settings.no_cross_namespace_refs,
+        compatibility=settings.flux_compatibility,
+        requeue_dependency=settings.requeue_dependency))
 
     async def reconcile_repository(key: str) -> Result:
         obj = repositories.get(key)

@@ -30,6 +30,7 @@ from typing import Any, Final, Protocol
 from pydantic import ValidationError
 
 from imagereflector.api import meta
+from imagereflector.api.compat import Compatibility
 from imagereflector.api.duration import SECOND, parse_duration
 from imagereflector.api.imagepolicy import ImagePolicy, ImagePolicyStatus, ImageRef
 from imagereflector.api.imagerepository import ImageRepository
@@ -107,6 +108,8 @@ class PolicyDeps:
     metrics: Metrics
     now: Callable[[], datetime]
     no_cross_namespace_refs: bool = False
+    compatibility: Compatibility = Compatibility.V0_31
+    requeue_dependency: float = 30.0
 
 
 def repository_index(obj: Mapping[str, Any]) -> list[str]:

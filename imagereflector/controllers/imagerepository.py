@@ -29,6 +29,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from imagereflector.api import meta
+from imagereflector.api.compat import Compatibility
 from imagereflector.api.duration import SECOND, DurationError, format_duration
 from imagereflector.api.imagerepository import (
     ImageRepository,
@@ -94,6 +95,7 @@ class RepositoryDeps:
     events: EventSink
     metrics: Metrics
     now: Callable[[], datetime]
+    compatibility: Compatibility = Compatibility.V0_31
 
 
 @dataclass(frozen=True, slots=True)
