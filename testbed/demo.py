@@ -79,6 +79,7 @@ PROBE_TIMEOUT_S = 3.0
 # An exec plugin that waits for a browser login must not hang `make run` forever.
 LOAD_TIMEOUT_S = 20.0
 MANIFESTS = REPO_ROOT / "manifests"
+DEFAULT_STATE_DIR = Path(".cluster")  # the Makefile's CLUSTER_STATE
 CRDS = ("imagerepositories.image.toolkit.fluxcd.io", "imagepolicies.image.toolkit.fluxcd.io")
 # Kinds of manifests/ the demo leaves out: the controller runs in the foreground instead
 # of as a Pod, and this cluster has no scheduler or kubelet to run one anyway.
@@ -318,6 +319,8 @@ def instructions(demo: Demo, *, storage_path: str, metrics_addr: str,
     """What ``make run`` prints before the controller starts: what runs, how to look."""
     bins = demo.cluster.bin_dir
     state = _shown(demo.state_dir)
+    default = demo.state_dir == DEFAULT_STATE_DIR.resolve()
+    state_flag = "" if default else f" --state-dir {state}"
     ns = DEMO_NAMESPACE
     return "\n".join([
         "",
@@ -335,7 +338,7 @@ def instructions(demo: Demo, *, storage_path: str, metrics_addr: str,
         f"  export KUBECONFIG={state}/kubeconfig PATH={bins}:$PATH",
         "  kubectl get imagerepositories,imagepolicies -A",
         f"  kubectl events -n {ns} --for imagerepository/{DEMO_NAME}",
-        f"  .venv/bin/python -m testbed demo push {NEXT_TAG} --state-dir {state}"
+        f"  .venv/bin/python -m testbed demo push {NEXT_TAG}{state_flag}"
         "    # a new tag in the local registry",
         f"  flux reconcile image repository {DEMO_NAME} -n {ns}"
         f"    # rescan now instead of within {DEMO_INTERVAL}",
@@ -395,7 +398,7 @@ def _exec(argv: list[str]) -> int:
 def run(argv: Sequence[str]) -> int:
     """``python -m testbed run``: what ``make run`` runs."""
     parser = argparse.ArgumentParser(prog="python -m testbed run")
-    parser.add_argument("--state-dir", type=Path, default=Path(".cluster"))
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--storage-path", default="./data")
     parser.add_argument("--metrics-addr", default="127.0.0.1:8080")
     parser.add_argument("--health-addr", default="127.0.0.1:9440")
@@ -430,7 +433,7 @@ def demo_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed demo")
     parser.add_argument("action", choices=["up", "down", "push", "status"])
     parser.add_argument("tags", nargs="*", help="for push: the tags to push")
-    parser.add_argument("--state-dir", type=Path, default=Path(".cluster"))
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     args = parser.parse_args(list(argv))
     state_dir: Path = args.state_dir
     if args.action != "push" and args.tags:
