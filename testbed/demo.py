@@ -424,6 +424,12 @@ def run(argv: Sequence[str]) -> int:
     except (BuildError, ClusterError, RegistryError, subprocess.CalledProcessError) as exc:
         _say(log, f"make run: the demo did not come up: {exc}")
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C during the long first build: a line, not a traceback. The build keeps
+        # nothing half-written, and whatever was started is reused by the next run.
+        _say(log, "\nmake run: interrupted; `make run` continues where this stopped, "
+                  "`make cluster-down` stops what was started")
+        return 130
     sys.stdout.write(instructions(demo, **flags))
     return _exec(controller_argv(demo.controller_kubeconfig, **flags))
 
