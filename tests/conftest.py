@@ -1,9 +1,10 @@
 """Shared pytest fixtures.
 
 ``kube`` gives a test its share of the real session cluster (namespace, label, recording
-proxy, admin client; ``tests/controllers/realharness.py``). Registry fixtures start a real ``docker-registry`` per test (well under a second)
-in the test's tmp dir and always stop it at teardown; the token server and TLS
-material are per test too, so no state leaks between tests.
+proxy, admin client; ``tests/controllers/realharness.py``), all deleted after it.
+Registry fixtures start a real ``docker-registry`` per test (well under a second) in the
+test's tmp dir and always stop it at teardown; the token server and TLS material are per
+test too, so no state leaks between tests.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -158,8 +158,9 @@ class _Gone:
 class _Watch:
     request: web.Request
     response: web.StreamResponse
+    upstream: aiohttp.ClientResponse
     cut: CutMode | None = None
-    cut_now: asyncio.Event = field(default_factory=asyncio.Event)
+    cutter: asyncio.Task[None] | None = None
 
 
 def status_body(code: int, message: str, *, reason: str | None = None) -> JSON:
@@ -313,9 +314,11 @@ class KubeProxy:
     def cut_watches(self, *, graceful: bool = False) -> int:
         """Drop every open watch connection between two events (or, ``graceful``, end
         the streams cleanly); returns how many."""
+        loop = asyncio.get_running_loop()
         for watch in self._watches:
             watch.cut = "graceful" if graceful else "between"
-            watch.cut_now.set()
+            if watch.cutter is None:
+                watch.cutter = loop.create_task(_cut(watch), name="kubeproxy-cut")
         return len(self._watches)
 
     def cut_watches_mid_event(self) -> int:
@@ -450,7 +453,7 @@ class KubeProxy:
         resp = web.StreamResponse(status=upstream.status, headers=_forwarded(upstream.headers))
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        watch = _Watch(request, resp)
+        watch = _Watch(request, resp, upstream)
         self._watches.add(watch)
         await self._notify()
         try:
@@ -463,36 +466,22 @@ class KubeProxy:
 
     async def _pump(self, watch: _Watch, content: aiohttp.StreamReader) -> bool:
         """Copy whole lines from upstream until it ends (True: end the stream cleanly)
-        or a cut drops the connection (False)."""
+        or a cut drops the connection (False). A cut of an idle stream is done by
+        ``_cut`` (the abort cancels this handler); one that lands while lines are in
+        flight is honoured here, before anything that arrived after it is written."""
         pending = b""
         while True:
-            if watch.cut in ("between", "graceful") and await self._cut_between(watch):
-                return watch.cut == "graceful"
-            # readany() may be cancelled safely; b"" means upstream ended the stream.
-            reading = asyncio.ensure_future(content.readany())
-            cutting = asyncio.ensure_future(watch.cut_now.wait())
             try:
-                await asyncio.wait({reading, cutting}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                # Also when this handler is cancelled (the client went away): no task
-                # may be left behind with an exception nobody retrieves.
-                for task in (reading, cutting):
-                    if not task.done():
-                        task.cancel()
-                await asyncio.gather(reading, cutting, return_exceptions=True)
-            if reading.cancelled():
-                continue  # a cut came first; it is handled at the top of the loop
-            try:
-                chunk = reading.result()
+                chunk = await content.readany()  # b"": upstream ended the watch
             except aiohttp.ClientError:
+                if watch.cut == "graceful":
+                    return True  # _cut closed upstream to end this stream cleanly
                 _abort(watch.request)  # upstream broke the stream: break it downstream too
                 return False
-            if not chunk:
-                return True  # upstream ended the watch (its timeout)
             if watch.cut in ("between", "graceful"):
-                # Cut while this arrived: it belongs after the cut, so the client never
-                # gets it (and will get it again from where it resumes).
-                return await self._cut_between(watch) and watch.cut == "graceful"
+                return await _cut_now(watch)
+            if not chunk:
+                return True
             pending += chunk
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
@@ -503,17 +492,26 @@ class KubeProxy:
                     _abort(watch.request)
                     return False
                 await watch.response.write(line)
-                if watch.cut in ("between", "graceful") and await self._cut_between(watch):
-                    return watch.cut == "graceful"
+                if watch.cut in ("between", "graceful"):
+                    return await _cut_now(watch)
 
-    @staticmethod
-    async def _cut_between(watch: _Watch) -> bool:
-        """Cut a watch whose last whole line has left: abort, or let it end cleanly."""
-        if watch.cut == "graceful":
-            return True
-        await _flushed(watch.request)
-        _abort(watch.request)
+
+async def _cut_now(watch: _Watch) -> bool:
+    """Carry out a between-events or graceful cut from the pump (True: end cleanly)."""
+    if watch.cut == "graceful":
         return True
+    await _flushed(watch.request)
+    _abort(watch.request)
+    return False
+
+
+async def _cut(watch: _Watch) -> None:
+    """Carry out a cut of a stream that may be idle: its pump is blocked reading upstream."""
+    if watch.cut == "graceful":
+        watch.upstream.close()  # the pump's read fails and it ends the stream cleanly
+        return
+    await _flushed(watch.request)  # the last whole line leaves before the connection goes
+    _abort(watch.request)
 
 
 async def _flushed(request: web.Request) -> None:
