@@ -230,6 +230,15 @@ class AdminApi:
             found: JSON = await resp.json()
             return found
 
+    async def alist(self, resource: str, namespace: str) -> builtins.list[JSON]:
+        """``list`` of one namespace without blocking the event loop."""
+        path = _path(resource, namespace)
+        async with self.session().get(path) as resp:
+            if resp.status != 200:
+                raise ApiError("GET", path, resp.status, await resp.text())
+            items: builtins.list[JSON] = (await resp.json()).get("items") or []
+            return items
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -349,6 +358,27 @@ class Cluster:
                 return last
             await asyncio.sleep(0.02)
         raise AssertionError(f"timed out waiting on {namespace}/{name}: {last}")
+
+    async def wait_all(self, resource: str, names: list[str],
+                       check: Callable[[str, JSON], bool], *, within: float,
+                       namespace: str | None = None) -> dict[str, JSON]:
+        """Wait until ``check(name, obj)`` holds for every name (in ``namespace``, the
+        test's by default); one list per poll, one shared deadline."""
+        namespace = namespace or self.ns
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            if self.task.done():
+                self.task.result()
+            current = {o["metadata"]["name"]: o
+                       for o in await self.api.alist(resource, namespace)}
+            pending = [n for n in names if n not in current or not check(n, current[n])]
+            if not pending:
+                return {n: current[n] for n in names}
+            if loop.time() > deadline:
+                states = {n: (current.get(n) or {}).get("status") for n in pending[:3]}
+                raise AssertionError(f"{len(pending)} objects never settled, e.g. {states}")
+            await asyncio.sleep(0.05)
 
     async def wait_gone(self, resource: str, namespace: str, name: str,
                         *, within: float = 30.0) -> None:

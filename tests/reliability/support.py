@@ -20,7 +20,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from imagereflector.api import meta
 from imagereflector.kube import conditions as cond
@@ -107,7 +107,14 @@ def events_of(api: FakeKubeAPI, name: str, namespace: str = "default") -> list[J
     return [e for e in api.list("events", namespace) if e["involvedObject"]["name"] == name]
 
 
-def annotate(api: FakeKubeAPI, resource: str, name: str, value: str,
+class Patches(Protocol):
+    """What ``annotate`` needs: the fake's ``patch`` or the real server's admin one."""
+
+    def patch(self, resource: str, namespace: str | None, name: str, patch: Any) -> Any:
+        """Merge-patch one object."""
+
+
+def annotate(api: Patches, resource: str, name: str, value: str,
              namespace: str = "default") -> None:
     api.patch(resource, namespace, name, {"metadata": {"annotations": {
         meta.RECONCILE_REQUEST_ANNOTATION: value}}})
