@@ -154,6 +154,10 @@ class SecretCase:
     data: dict[str, Any]
     message: str
     planted: tuple[str, ...] = field(default=(PLANTED_PASSWORD,))
+    refused: int | None = None
+    """The status a real API server answers when such a Secret is created (400: ``data``
+    is not base64; 422: a dockerconfigjson Secret whose key is missing or not a JSON
+    object), or None when it stores it. Refused ones never reach a controller there."""
 
 
 def dockerconfig_cases(host: str) -> tuple[SecretCase, ...]:
@@ -166,7 +170,8 @@ def dockerconfig_cases(host: str) -> tuple[SecretCase, ...]:
         SecretCase("not-json", "kubernetes.io/dockerconfigjson",
                    {".dockerconfigjson": _b64(PLANTED_JSON_TEXT + "{")},
                    AUTH_PREFIX + ".dockerconfigjson is not valid JSON: "
-                   "Expecting value at line 1 column 1", planted=(PLANTED_JSON_TEXT,)),
+                   "Expecting value at line 1 column 1", planted=(PLANTED_JSON_TEXT,),
+                   refused=422),
         SecretCase("auths-list", "kubernetes.io/dockerconfigjson",
                    _config({"auths": [PLANTED_PASSWORD]}),
                    AUTH_PREFIX + '.dockerconfigjson: "auths" must be an object, not an array'),
@@ -175,7 +180,8 @@ def dockerconfig_cases(host: str) -> tuple[SecretCase, ...]:
                    AUTH_PREFIX + '.dockerconfigjson: "auths" must be an object, not a string'),
         SecretCase("document-array", "kubernetes.io/dockerconfigjson",
                    _config([PLANTED_PASSWORD]),
-                   AUTH_PREFIX + ".dockerconfigjson must be a JSON object, not an array"),
+                   AUTH_PREFIX + ".dockerconfigjson must be a JSON object, not an array",
+                   refused=422),
         SecretCase("entry-list", "kubernetes.io/dockerconfigjson",
                    _config({"auths": {host: [PLANTED_PASSWORD]}}),
                    AUTH_PREFIX + f'.dockerconfigjson: entry "{host}" must be an object, '
@@ -209,20 +215,24 @@ def dockerconfig_cases(host: str) -> tuple[SecretCase, ...]:
                    "same without 'https://' (e.g., 'index.docker.io/v2/' or 'index.docker.io')"),
         SecretCase("data-not-base64", "kubernetes.io/dockerconfigjson",
                    {".dockerconfigjson": "!!" + PLANTED_PASSWORD},
-                   AUTH_PREFIX + "secret 'creds' key '.dockerconfigjson' is not valid base64"),
+                   AUTH_PREFIX + "secret 'creds' key '.dockerconfigjson' is not valid base64",
+                   refused=400),
         SecretCase("data-not-string", "kubernetes.io/dockerconfigjson",
                    {".dockerconfigjson": 7},
-                   AUTH_PREFIX + "secret 'creds' key '.dockerconfigjson' is not a base64 string"),
+                   AUTH_PREFIX + "secret 'creds' key '.dockerconfigjson' is not a base64 string",
+                   refused=400),
         SecretCase("opaque", "Opaque", _config({"auths": {host: {"auth": good_auth}}}),
                    AUTH_PREFIX + 'unknown secret type "Opaque"'),
-        SecretCase("tls-type", "kubernetes.io/tls", {"tls.crt": _b64(PLANTED_PASSWORD)},
+        # Both keys: an API server refuses a kubernetes.io/tls Secret without either.
+        SecretCase("tls-type", "kubernetes.io/tls", {"tls.crt": _b64(PLANTED_PASSWORD),
+                                                     "tls.key": _b64(PLANTED_PASSWORD)},
                    AUTH_PREFIX + 'unknown secret type "kubernetes.io/tls"'),
     )
 
 
 MISSING_DATA_KEY = SecretCase(
     "data-key-missing", "kubernetes.io/dockerconfigjson", {"config.json": _b64("{}")},
-    "", planted=())
+    "", planted=(), refused=422)
 """A dockerconfigjson Secret without ``.dockerconfigjson``: the message must name the
 Secret and the missing key, not report a JSON syntax error."""
 
