@@ -1,7 +1,12 @@
 """Several controller processes at once: leader election and sharding, as deployed.
 
-Real ``imagereflector controller`` processes against the fake API server and the real
-registry. Which process did the work is read from each process's own ``/metrics``.
+Real ``imagereflector controller`` processes against the real API server, straight over
+https with the manifests' ServiceAccount token and CA (no proxy), in the manifests'
+namespace (``RUNTIME_NAMESPACE=image-reflector-system``): their Leases are created and
+renewed under the leader-election Role exactly as installed. Each process watches only
+this test's objects (its label in ``--watch-label-selector``), which also gives its
+Lease a name of its own on the shared cluster. Which process did the work is read from
+each process's own ``/metrics``.
 """
 
 from __future__ import annotations
@@ -11,16 +16,17 @@ import hashlib
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
+from testbed.pytest_plugin import CONTROLLER_NAMESPACE
 from tests.app.test_controller_process import clean_env, wait_http
-from tests.controllers.harness import REPOS, is_ready_with, repository
-from tests.fakes.kubeapi import FakeKubeAPI, running_kubeapi
+from tests.controllers.harness import is_ready_with, repository
+from tests.controllers.realharness import REPOS, KubeTest
 from tests.fakes.registry import RegistryProcess, free_port
 
 LEASE = "image-reflector-controller-leader-election"
@@ -46,20 +52,25 @@ class Controller:
                          await self.metrics()) is not None
 
 
-def _kubeconfig(api: FakeKubeAPI, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    return api.write_kubeconfig(directory / "kubeconfig")
+def lease_name(selector: str) -> str:
+    """The Lease of a controller with ``--watch-label-selector=selector``."""
+    return f"{LEASE}-{hashlib.sha256(selector.encode()).hexdigest()[:8]}"
 
 
 @asynccontextmanager
-async def controller(api: FakeKubeAPI, tmp: Path, *args: str) -> AsyncIterator[Controller]:
+async def controller(kube: KubeTest, tmp: Path, selector: str,
+                     *args: str) -> AsyncIterator[Controller]:
     metrics_port, health_port = free_port(), free_port()
-    kubeconfig = _kubeconfig(api, tmp)
+    lease = lease_name(selector)
+    kube.on_teardown(lambda: kube.api.delete("leases", CONTROLLER_NAMESPACE, lease))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "imagereflector", "controller", "--kubeconfig", str(kubeconfig),
+        sys.executable, "-m", "imagereflector", "controller",
+        "--kubeconfig", str(kube.installed.controller_kubeconfig),
         f"--storage-path={tmp / 'data'}", f"--metrics-addr=127.0.0.1:{metrics_port}",
-        f"--health-addr=127.0.0.1:{health_port}", "--min-retry-delay=50ms", *args,
-        env=clean_env(RUNTIME_NAMESPACE="default"), stderr=asyncio.subprocess.DEVNULL)
+        f"--health-addr=127.0.0.1:{health_port}", "--min-retry-delay=50ms",
+        f"--watch-label-selector={selector}", *args,
+        env=clean_env(RUNTIME_NAMESPACE=CONTROLLER_NAMESPACE),
+        stderr=asyncio.subprocess.DEVNULL)
     try:
         await wait_http(f"http://127.0.0.1:{health_port}/readyz")
         yield Controller(process, metrics_port)
@@ -73,74 +84,73 @@ async def controller(api: FakeKubeAPI, tmp: Path, *args: str) -> AsyncIterator[C
                 await process.wait()
 
 
-async def wait_until(check: object, *, what: str) -> None:
-    assert callable(check)
-    for _ in range(1000):
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+async def wait_until(check: Callable[[], Awaitable[bool]], *, what: str,
+                     within: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
-def ready_with(api: FakeKubeAPI, name: str, tags: int) -> object:
-    def check() -> bool:
-        obj = api.get(REPOS, "default", name)
+def ready_with(kube: KubeTest, name: str, tags: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        obj = await kube.api.aget(REPOS, kube.ns, name)
         return obj is not None and is_ready_with(f"found {tags} tags")(obj)
     return check
 
 
 async def test_only_the_leader_reconciles_and_a_standby_takes_over(
-        registry: RegistryProcess, tmp_path: Path) -> None:
+        registry: RegistryProcess, kube: KubeTest, tmp_path: Path) -> None:
     registry.write_tags("app", ["a", "b"])
-    async with running_kubeapi() as api, \
-            controller(api, tmp_path / "one", *FAST_ELECTION) as one, \
-            controller(api, tmp_path / "two", *FAST_ELECTION) as two:
+    selector = kube.selector
+    async with controller(kube, tmp_path / "one", selector, *FAST_ELECTION) as one, \
+            controller(kube, tmp_path / "two", selector, *FAST_ELECTION) as two:
         for name in ("r1", "r2", "r3"):
-            api.create(repository(name, f"{registry.host}/app"))
+            kube.api.create(repository(name, f"{registry.host}/app"))
         for name in ("r1", "r2", "r3"):
-            await wait_until(ready_with(api, name, 2), what=f"{name} ready")
+            await wait_until(ready_with(kube, name, 2), what=f"{name} ready")
         leader, standby = (one, two) if await one.leading() else (two, one)
         assert await leader.leading()
         assert not await standby.leading()
-        lease = api.get("leases", "default", LEASE)
+        lease = kube.api.get("leases", CONTROLLER_NAMESPACE, lease_name(selector))
         assert lease is not None
-        assert lease["spec"]["holderIdentity"]
+        holder = lease["spec"]["holderIdentity"]
+        assert holder
         for name in ("r1", "r2", "r3"):
             assert await leader.reconciled(name)
             assert not await standby.reconciled(name)
         leader.process.kill()
         await leader.process.wait()
-        api.create(repository("r4", f"{registry.host}/app"))
-        await wait_until(ready_with(api, "r4", 2), what="r4 ready after the takeover")
+        kube.api.create(repository("r4", f"{registry.host}/app"))
+        await wait_until(ready_with(kube, "r4", 2), what="r4 ready after the takeover")
         assert await standby.leading()
         assert await standby.reconciled("r4")
-        lease = api.get("leases", "default", LEASE)
+        lease = kube.api.get("leases", CONTROLLER_NAMESPACE, lease_name(selector))
         assert lease is not None
         assert lease["spec"]["leaseTransitions"] >= 1
+        assert lease["spec"]["holderIdentity"] != holder
 
 
 async def test_two_shards_never_reconcile_the_same_object(registry: RegistryProcess,
+                                                          kube: KubeTest,
                                                           tmp_path: Path) -> None:
     registry.write_tags("app", ["a"])
     shards = ("shard1", "shard2")
-    async with running_kubeapi() as api, \
-            controller(api, tmp_path / "s1", *FAST_ELECTION,
-                       "--watch-label-selector=sharding.fluxcd.io/key=shard1") as first, \
-            controller(api, tmp_path / "s2", *FAST_ELECTION,
-                       "--watch-label-selector=sharding.fluxcd.io/key=shard2") as second:
+    selectors = [f"sharding.fluxcd.io/key={shard},{kube.selector}" for shard in shards]
+    async with controller(kube, tmp_path / "s1", selectors[0], *FAST_ELECTION) as first, \
+            controller(kube, tmp_path / "s2", selectors[1], *FAST_ELECTION) as second:
         for index in range(6):
             obj = repository(f"r{index}", f"{registry.host}/app")
             obj["metadata"]["labels"] = {"sharding.fluxcd.io/key": shards[index % 2]}
-            api.create(obj)
+            kube.api.create(obj)
         for index in range(6):
-            await wait_until(ready_with(api, f"r{index}", 1), what=f"r{index} ready")
+            await wait_until(ready_with(kube, f"r{index}", 1), what=f"r{index} ready")
         for index in range(6):
             mine, other = (first, second) if index % 2 == 0 else (second, first)
             assert await mine.reconciled(f"r{index}")
             assert not await other.reconciled(f"r{index}")
-        for selector in ("sharding.fluxcd.io/key=shard1", "sharding.fluxcd.io/key=shard2"):
-            suffix = hashlib.sha256(selector.encode()).hexdigest()[:8]
-            assert api.get("leases", "default", f"{LEASE}-{suffix}") is not None
+        for selector in selectors:
+            assert kube.api.get("leases", CONTROLLER_NAMESPACE, lease_name(selector)) \
+                is not None
