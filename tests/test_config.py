@@ -75,5 +75,5 @@ def test_a_default_service_account_needs_the_gate() -> None:
 
 def test_compatibility_names_its_choices() -> None:
     assert Compatibility.parse("v1.2") is Compatibility.V1_2
-    with pytest.raises(ValueError, match="use one of v0.31, v1.2"):
+    with pytest.raises(ValueError, match=r"use one of v0\.31, v1\.2"):
         Compatibility.parse("2.2")
