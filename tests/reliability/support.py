@@ -1,10 +1,8 @@
-"""Shared helpers of the reliability tests: a lossless status log, checks, processes.
+"""Shared helpers of the reliability tests: checks over status history, processes.
 
-``StatusLog`` registers a watcher directly on the fake API server's store (a public
-method, the same code path HTTP watches use). Cutting watch connections, compacting
-history or taking the server down does not end it: every stored version of every object
-of one resource is kept, in resourceVersion order, so a test can check properties of the
-whole history (monotonic scan times, no regressions) however hard the HTTP side is hit.
+The history itself comes from ``tests.controllers.realharness.StatusLog`` (an admin
+watch on the real API server, which the proxy's faults do not reach); the checks here
+(monotonic scan times, no regressions, settled objects) read any list of versions.
 
 The process helpers run ``python -m imagereflector controller`` as an operator would, and
 read its SQLite file with the standard ``sqlite3`` module, independently of the product.
@@ -24,36 +22,10 @@ from typing import Any, Protocol
 
 from imagereflector.api import meta
 from imagereflector.kube import conditions as cond
-from tests.controllers.harness import Cluster, conditions_of, ready
-from tests.fakes.kubeapi import FakeKubeAPI
+from tests.controllers.harness import conditions_of, ready
 from tests.fakes.registry import free_port
 
 JSON = dict[str, Any]
-
-
-class StatusLog:
-    """Every ADDED/MODIFIED version of one resource's objects, from registration on."""
-
-    def __init__(self, api: FakeKubeAPI, resource: str) -> None:
-        self._api = api
-        self._watcher = api.store.watch(api.store.resolve(resource), None)
-        self._seen: list[JSON] = []
-
-    def drain(self) -> list[JSON]:
-        """Every version stored so far (the watcher's queue is filled synchronously)."""
-        while not self._watcher.queue.empty():
-            item = self._watcher.queue.get_nowait()
-            if item is not None and item["type"] in ("ADDED", "MODIFIED"):
-                self._seen.append(item["object"])
-        return list(self._seen)
-
-    def history(self, name: str, namespace: str = "default") -> list[JSON]:
-        """The versions of one object, oldest first."""
-        return [o for o in self.drain() if o["metadata"]["name"] == name
-                and o["metadata"].get("namespace") == namespace]
-
-    def close(self) -> None:
-        self._api.store.unwatch(self._watcher)
 
 
 def status_of(obj: JSON) -> JSON:
@@ -103,10 +75,6 @@ def ready_flipped(history: list[JSON]) -> bool:
     return False
 
 
-def events_of(api: FakeKubeAPI, name: str, namespace: str = "default") -> list[JSON]:
-    return [e for e in api.list("events", namespace) if e["involvedObject"]["name"] == name]
-
-
 class Patches(Protocol):
     """What ``annotate`` needs: the fake's ``patch`` or the real server's admin one."""
 
@@ -118,31 +86,6 @@ def annotate(api: Patches, resource: str, name: str, value: str,
              namespace: str = "default") -> None:
     api.patch(resource, namespace, name, {"metadata": {"annotations": {
         meta.RECONCILE_REQUEST_ANNOTATION: value}}})
-
-
-async def wait_all(cluster: Cluster, resource: str, names: list[str],
-                   check: Callable[[str, JSON], bool], *, within: float) -> dict[str, JSON]:
-    """Wait until ``check(name, obj)`` holds for every name; one shared deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    found: dict[str, JSON] = {}
-    pending = list(names)
-    while pending:
-        if cluster.task.done():
-            cluster.task.result()
-        for name in list(pending):
-            obj = cluster.api.get(resource, "default", name)
-            if obj is not None and check(name, obj):
-                found[name] = obj
-                pending.remove(name)
-        if not pending:
-            break
-        if loop.time() > deadline:
-            states = {n: status_of(cluster.api.get(resource, "default", n) or {})
-                      for n in pending[:3]}
-            raise AssertionError(f"{len(pending)} objects never settled, e.g. {states}")
-        await asyncio.sleep(0.05)
-    return found
 
 
 def clean_env() -> dict[str, str]:
@@ -162,11 +105,19 @@ async def start_controller(kubeconfig: Path, storage: Path, log_file: Path,
             env=clean_env(), stdout=asyncio.subprocess.DEVNULL, stderr=sink)
 
 
-async def wait_object(api: FakeKubeAPI, resource: str, namespace: str, name: str,
+class Gets(Protocol):
+    """What ``wait_object`` reads with: the fake's ``get`` or the real server's admin one."""
+
+    def get(self, resource: str, namespace: str | None, name: str) -> JSON | None:
+        """The object, or None when it does not exist."""
+
+
+async def wait_object(api: Gets, resource: str, namespace: str, name: str,
                       check: Callable[[JSON], bool], *,
                       process: asyncio.subprocess.Process | None = None,
                       within: float = 30.0) -> JSON:
-    """Poll the fake's state until ``check`` holds (failing early if ``process`` exits)."""
+    """Poll ``api`` until ``check`` holds (failing early if ``process`` exits). The
+    controller runs in another process, so a short blocking read here stalls nothing."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     last: JSON | None = None

@@ -14,8 +14,8 @@ on the plain registry and a controller with enough workers for all of them:
   faults are active;
 * once the fault stops, every faulty object rescans and is Ready with the right count.
 
-Failures are read from the lossless status history, so a failure that is quickly
-recovered from cannot be missed by polling.
+Failures are read from the lossless status history (an admin watch on the real API
+server), so a failure that is quickly recovered from cannot be missed by polling.
 """
 
 from __future__ import annotations
@@ -24,20 +24,18 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 
 from imagereflector.api import meta
-from tests.controllers.harness import REPOS, has_ready_reason, ready, repository, start_cluster
+from tests.controllers.harness import has_ready_reason, ready, repository
+from tests.controllers.realharness import REPOS, KubeTest, recorded_statuses, start_cluster
 from tests.fakes.fronts import FaultFront, PaginatingFront
 from tests.fakes.registry import TEST_CREDS, RegistryProcess
 from tests.reliability.support import (
     JSON,
-    StatusLog,
     annotate,
     ready_flipped,
     settled_with,
     status_of,
-    wait_all,
 )
 
 TAGS = ["1.0.0", "1.1.0", "2.0.0"]
@@ -63,7 +61,7 @@ def dockerconfig_secret(name: str, host: str) -> JSON:
     auth = base64.b64encode(":".join(TEST_CREDS).encode()).decode()
     config = json.dumps({"auths": {host: {"auth": auth}}}).encode()
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-            "metadata": {"name": name, "namespace": "default"},
+            "metadata": {"name": name},
             "data": {".dockerconfigjson": base64.b64encode(config).decode()}}
 
 
@@ -90,57 +88,55 @@ async def fronts(registry: RegistryProcess,
 
 
 async def test_each_registry_fault_fails_alone_and_recovers(
-        registry: RegistryProcess, basic_registry: RegistryProcess, tmp_path: Path) -> None:
+        registry: RegistryProcess, basic_registry: RegistryProcess, kube: KubeTest) -> None:
     registry.write_tags("app", TAGS)
     basic_registry.write_tags("app", TAGS)
     names = [*EXPECTED, *HEALTHY]
     async with fronts(registry, basic_registry) as front, \
             PaginatingFront(registry, default_page_size=1, link_loop=True) as looping, \
-            start_cluster(tmp_path, concurrent=len(names)) as cluster:
-        api = cluster.api
-        log = StatusLog(api, REPOS)
-        try:
-            api.create(dockerconfig_secret("creds", front["redirect"].host))
-            for name in EXPECTED:
-                image = looping.ref("app") if name == "link-loop" else front[name].ref("app")
-                spec: JSON = {"timeout": "2s"} if name == "hang" else {}
-                if name == "redirect":
-                    spec["secretRef"] = {"name": "creds"}
-                api.create(repository(name, image, **spec))
-            for name in HEALTHY:
-                api.create(repository(name, f"{registry.host}/app"))
+            start_cluster(kube, concurrent=len(names)) as cluster, \
+            recorded_statuses(kube, REPOS) as log:
+        api, ns = cluster.api, cluster.ns
+        api.create(dockerconfig_secret("creds", front["redirect"].host))
+        for name in EXPECTED:
+            image = looping.ref("app") if name == "link-loop" else front[name].ref("app")
+            spec: JSON = {"timeout": "2s"} if name == "hang" else {}
+            if name == "redirect":
+                spec["secretRef"] = {"name": "creds"}
+            api.create(repository(name, image, **spec))
+        for name in HEALTHY:
+            api.create(repository(name, f"{registry.host}/app"))
 
-            # Every faulty object reports its fault; the healthy ones are Ready meanwhile.
-            def failed(name: str, _: JSON) -> bool:
-                return any(has_ready_reason(meta.READ_OPERATION_FAILED_REASON)(o)
-                           for o in log.history(name))
-            await wait_all(cluster, REPOS, list(EXPECTED), failed, within=30)
-            for name in HEALTHY:
-                annotate(api, REPOS, name, "during-faults")
-            await wait_all(cluster, REPOS, HEALTHY, lambda _, o: settled_with(
-                len(TAGS), "during-faults")(o), within=20)
-            looping.link_loop = False
+        # Every faulty object reports its fault; the healthy ones are Ready meanwhile.
+        def failed(name: str, _: JSON) -> bool:
+            return any(has_ready_reason(meta.READ_OPERATION_FAILED_REASON)(o)
+                       for o in log.history(name, ns))
+        await cluster.wait_all(REPOS, list(EXPECTED), failed, within=30)
+        for name in HEALTHY:
+            annotate(api, REPOS, name, "during-faults", ns)
+        await cluster.wait_all(REPOS, HEALTHY, lambda _, o: settled_with(
+            len(TAGS), "during-faults")(o), within=20)
+        looping.link_loop = False
 
-            # Then everything recovers on its own retries.
-            await wait_all(cluster, REPOS, names,
-                           lambda _, o: settled_with(len(TAGS))(o), within=30)
-            for name, fragment in EXPECTED.items():
-                failures = [ready(o) for o in log.history(name)
-                            if has_ready_reason(meta.READ_OPERATION_FAILED_REASON)(o)]
-                messages = {f.message for f in failures if f is not None}
-                assert messages, name
-                host = {"link-loop": looping.host, "redirect": front["elsewhere"].host}.get(
-                    name, front[name].host if name in front else "")
-                assert all(m.startswith("scan failed: ") and fragment in m and host in m
-                           for m in messages), (name, messages)
-            for name in HEALTHY:
-                assert not ready_flipped(log.history(name)), name
-            # Bounded: the 1 GiB body was abandoned early, never read whole.
-            assert front["huge"].huge_bytes_sent < 1 << 28
-            # The other host never saw the credentials meant for the first one.
-            assert front["elsewhere"].requests
-            assert all(r.authorization is None for r in front["elsewhere"].requests)
-            assert all(status_of(api.get(REPOS, "default", n) or {}).get("lastScanResult")
-                       for n in names)
-        finally:
-            log.close()
+        # Then everything recovers on its own retries.
+        await cluster.wait_all(REPOS, names,
+                               lambda _, o: settled_with(len(TAGS))(o), within=30)
+        await log.sync()
+        for name, fragment in EXPECTED.items():
+            failures = [ready(o) for o in log.history(name, ns)
+                        if has_ready_reason(meta.READ_OPERATION_FAILED_REASON)(o)]
+            messages = {f.message for f in failures if f is not None}
+            assert messages, name
+            host = {"link-loop": looping.host, "redirect": front["elsewhere"].host}.get(
+                name, front[name].host if name in front else "")
+            assert all(m.startswith("scan failed: ") and fragment in m and host in m
+                       for m in messages), (name, messages)
+        for name in HEALTHY:
+            assert not ready_flipped(log.history(name, ns)), name
+        # Bounded: the 1 GiB body was abandoned early, never read whole.
+        assert front["huge"].huge_bytes_sent < 1 << 28
+        # The other host never saw the credentials meant for the first one.
+        assert front["elsewhere"].requests
+        assert all(r.authorization is None for r in front["elsewhere"].requests)
+        assert all(status_of(api.get(REPOS, ns, n) or {}).get("lastScanResult")
+                   for n in names)
