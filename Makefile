@@ -32,6 +32,10 @@ debs:
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi; \
+	if [ -d /run/systemd/system ] && systemctl is-enabled docker-registry >/dev/null 2>&1; then \
+	  echo "disabling the docker-registry system service (it listens on *:5000; tests start their own on 127.0.0.1)"; \
+	  $(SUDO) systemctl disable --now docker-registry; \
 	fi
 
 lint: install
