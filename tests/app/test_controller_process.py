@@ -1,4 +1,10 @@
-"""``imagereflector controller`` and ``install-crds`` as processes, as an operator runs them."""
+"""``imagereflector controller`` and ``install-crds`` as processes, as an operator runs them.
+
+The controller runs against the real API server with the manifests' ServiceAccount
+kubeconfig (https, the cluster's CA, a bearer token). ``install-crds`` creating missing
+CRDs runs against the fake API server: the session cluster has the CRDs installed
+(``kube_installed``), and a second API server for one test is what the suite avoids.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.controllers.harness import REPOS, is_ready_with, repository
+from tests.controllers.harness import is_ready_with, repository
+from tests.controllers.realharness import REPOS, KubeTest
 from tests.fakes.kubeapi import running_kubeapi
 from tests.fakes.registry import RegistryProcess, free_port
 
@@ -70,33 +77,35 @@ async def wait_http(url: str, status: int = 200) -> None:
 
 
 async def test_controller_serves_probes_and_drains_on_sigterm(registry: RegistryProcess,
+                                                              kube: KubeTest,
                                                               tmp_path: Path) -> None:
     registry.write_tags("app", ["a", "b"])
     metrics_port, health_port = free_port(), free_port()
-    async with running_kubeapi() as api:
-        kubeconfig = str(api.write_kubeconfig(tmp_path / "kubeconfig"))
-        api.create(repository("app", f"{registry.host}/app"))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "imagereflector", "controller", "--kubeconfig", kubeconfig,
-            f"--storage-path={tmp_path / 'data'}", f"--metrics-addr=127.0.0.1:{metrics_port}",
-            f"--health-addr=127.0.0.1:{health_port}", "--log-encoding=json",
-            env=clean_env(), stderr=asyncio.subprocess.PIPE)
-        try:
-            await wait_http(f"http://127.0.0.1:{health_port}/healthz")
-            await wait_http(f"http://127.0.0.1:{health_port}/readyz")
-            for _ in range(500):
-                obj = api.get(REPOS, "default", "app")
-                if obj is not None and is_ready_with("found 2 tags")(obj):
-                    break
-                await asyncio.sleep(0.02)
-            else:
-                raise AssertionError("repository never became ready")
-            process.send_signal(signal.SIGTERM)
-            _, err = await asyncio.wait_for(process.communicate(), timeout=10)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+    kube.api.create(repository("app", f"{registry.host}/app"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "imagereflector", "controller",
+        "--kubeconfig", str(kube.installed.controller_kubeconfig),
+        f"--storage-path={tmp_path / 'data'}", f"--metrics-addr=127.0.0.1:{metrics_port}",
+        f"--health-addr=127.0.0.1:{health_port}", "--log-encoding=json",
+        f"--watch-label-selector={kube.selector}", env=clean_env(),
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        await wait_http(f"http://127.0.0.1:{health_port}/healthz")
+        await wait_http(f"http://127.0.0.1:{health_port}/readyz")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while True:
+            obj = await kube.api.aget(REPOS, kube.ns, "app")
+            if obj is not None and is_ready_with("found 2 tags")(obj):
+                break
+            assert loop.time() < deadline, "repository never became ready"
+            await asyncio.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     assert process.returncode == 0, err.decode()
     assert b'"msg":"stopped"' in err
     database = tmp_path / "data" / "tags.db"
