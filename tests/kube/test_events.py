@@ -18,7 +18,7 @@ from imagereflector.kube.events import (
     EventRecorder,
     ForwarderOptions,
 )
-from tests.fakes.kubeapi import running_kubeapi
+from tests.controllers.realharness import KubeTest
 
 REPO: JSONObject = {
     "apiVersion": "image.toolkit.fluxcd.io/v1beta2",
@@ -249,56 +249,65 @@ async def test_forwarding_to_unreachable_receiver_is_only_logged(
     assert any(r.getMessage().startswith("event forwarding failed") for r in caplog.records)
 
 
-# -- against the fake API server ---------------------------------------------------------------
+# -- against the real API server --------------------------------------------------------------
+# The recorder writes as the controller's ServiceAccount, through the recording proxy.
 
 
-async def test_events_through_the_api(tmp_path: Path) -> None:
-    async with running_kubeapi() as api:
-        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
-        client = await KubeClient.connect(
-            kubeconfig=str(api.write_kubeconfig(tmp_path / "kubeconfig")), qps=0
-        )
-        recorder = EventRecorder(client, instance="pod-1", now=Clock())
-        task = asyncio.create_task(recorder.run(), name="test-events-api")
-        recorder.record(REPO, type="Warning", reason="Failed", message="scan failed")
-        recorder.record(REPO, type="Warning", reason="Failed", message="scan failed")
-        recorder.record(REPO, type="Normal", reason="Succeeded", message="found 3 tags")
-        await recorder.flush()
-        events = sorted(api.list("events", "apps"), key=lambda e: e["reason"])
-        assert [(e["reason"], e["count"]) for e in events] == [("Failed", 2), ("Succeeded", 1)]
-        failed = events[0]
-        assert failed["firstTimestamp"] == "2024-05-01T12:00:01Z"
-        assert failed["lastTimestamp"] == "2024-05-01T12:00:02Z"
-        assert failed["involvedObject"]["uid"] == "u-1"
-        # An Event that expired (deleted) is recreated on the next repeat.
-        api.delete("events", "apps", failed["metadata"]["name"])
-        recorder.record(REPO, type="Warning", reason="Failed", message="scan failed")
-        await recorder.flush()
-        again = [e for e in api.list("events", "apps") if e["reason"] == "Failed"]
-        assert [e["count"] for e in again] == [1]
-        assert len(api.calls(verb="create", resource="events")) == 3
-        assert len(api.calls(verb="patch", resource="events")) == 2
-        recorder.stop()
-        await task
-        await client.close()
+@pytest.fixture
+async def api_client(kube: KubeTest, tmp_path: Path) -> AsyncIterator[KubeClient]:
+    client = await KubeClient.connect(kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")),
+                                      qps=0)
+    yield client
+    await client.close()
+
+
+def repo_in(namespace: str) -> JSONObject:
+    return {**REPO, "metadata": {**REPO["metadata"], "namespace": namespace}}
+
+
+async def test_events_through_the_api(kube: KubeTest, api_client: KubeClient) -> None:
+    repo = repo_in(kube.ns)
+    recorder = EventRecorder(api_client, instance="pod-1", now=Clock())
+    task = asyncio.create_task(recorder.run(), name="test-events-api")
+    recorder.record(repo, type="Warning", reason="Failed", message="scan failed")
+    recorder.record(repo, type="Warning", reason="Failed", message="scan failed")
+    recorder.record(repo, type="Normal", reason="Succeeded", message="found 3 tags")
+    await recorder.flush()
+    events = sorted(kube.api.list("events", kube.ns), key=lambda e: e["reason"])
+    assert [(e["reason"], e["count"]) for e in events] == [("Failed", 2), ("Succeeded", 1)]
+    failed = events[0]
+    assert failed["firstTimestamp"] == "2024-05-01T12:00:01Z"
+    assert failed["lastTimestamp"] == "2024-05-01T12:00:02Z"
+    assert failed["involvedObject"]["uid"] == "u-1"
+    # The API server serves the same Event as events.k8s.io/v1 too.
+    name = failed["metadata"]["name"]
+    v1 = kube.testbed.request(
+        "GET", f"/apis/events.k8s.io/v1/namespaces/{kube.ns}/events/{name}")
+    assert (v1["reason"], v1["note"], v1["regarding"]["name"]) == (
+        "Failed", "scan failed", "podinfo")
+    # An Event that expired (deleted) is recreated on the next repeat.
+    kube.api.delete("events", kube.ns, name)
+    recorder.record(repo, type="Warning", reason="Failed", message="scan failed")
+    await recorder.flush()
+    again = [e for e in kube.api.list("events", kube.ns) if e["reason"] == "Failed"]
+    assert [e["count"] for e in again] == [1]
+    assert len(kube.proxy.calls(verb="create", resource="events")) == 3
+    assert [c.status for c in kube.proxy.calls(verb="patch", resource="events")] == [200, 404]
+    recorder.stop()
+    await task
 
 
 async def test_event_write_failures_are_only_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    kube: KubeTest, api_client: KubeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running_kubeapi() as api:
-        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
-        client = await KubeClient.connect(
-            kubeconfig=str(api.write_kubeconfig(tmp_path / "kubeconfig")), qps=0
-        )
-        recorder = EventRecorder(client, instance="pod-1", now=Clock())
-        task = asyncio.create_task(recorder.run(), name="test-events-fail")
-        api.fail_next("POST", r"/events", 500)
-        recorder.record(REPO, type="Warning", reason="Failed", message="lost")
-        recorder.record(REPO, type="Warning", reason="Failed", message="kept")
-        await recorder.flush()
-        assert [e["message"] for e in api.list("events", "apps")] == ["kept"]
-        assert any("unable to write Kubernetes event" in r.getMessage() for r in caplog.records)
-        recorder.stop()
-        await task
-        await client.close()
+    repo = repo_in(kube.ns)
+    recorder = EventRecorder(api_client, instance="pod-1", now=Clock())
+    task = asyncio.create_task(recorder.run(), name="test-events-fail")
+    kube.proxy.fail_next("POST", r"/events", 500)
+    recorder.record(repo, type="Warning", reason="Failed", message="lost")
+    recorder.record(repo, type="Warning", reason="Failed", message="kept")
+    await recorder.flush()
+    assert [e["message"] for e in kube.api.list("events", kube.ns)] == ["kept"]
+    assert any("unable to write Kubernetes event" in r.getMessage() for r in caplog.records)
+    recorder.stop()
+    await task

@@ -1,4 +1,9 @@
-"""Serial patcher: merge-patch diffs, condition overlay, conflicts and finalizers."""
+"""Serial patcher: merge-patch diffs, condition overlay, conflicts and finalizers.
+
+The patcher's requests go to the real API server as the controller's ServiceAccount,
+through the recording proxy, so conflicts are the server's own 409s on a stale
+resourceVersion (plus injected ones), and what is stored is what the CRD's schema keeps.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from imagereflector.kube.patch import (
     merge_patch_diff,
     overlay_conditions,
 )
-from tests.fakes.kubeapi import FakeKubeAPI, running_kubeapi
+from tests.controllers.realharness import KubeTest
 
 DIFF_CASES = [
     ("equal", {"a": 1}, {"a": 1}, {}),
@@ -46,7 +51,8 @@ def test_merge_patch_diff(
 
 
 def cond(t: str, status: str = "True", reason: str = "Succeeded") -> dict[str, Any]:
-    return {"type": t, "status": status, "reason": reason, "message": "", "lastTransitionTime": "x"}
+    return {"type": t, "status": status, "reason": reason, "message": "",
+            "lastTransitionTime": "2024-05-01T12:00:00Z"}
 
 
 def test_overlay_keeps_foreign_conditions_and_applies_ours() -> None:
@@ -66,7 +72,7 @@ def test_overlay_untouched_type_takes_latest_value() -> None:
     ]
 
 
-# -- against the fake API server ---------------------------------------------------------------
+# -- against the real API server --------------------------------------------------------------
 
 REPO_PLURAL = "imagerepositories"
 
@@ -75,22 +81,15 @@ def new_repo(name: str = "podinfo") -> JSONObject:
     return {
         "apiVersion": "image.toolkit.fluxcd.io/v1beta2",
         "kind": "ImageRepository",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name},
         "spec": {"image": "ghcr.io/stefanprodan/podinfo", "interval": "1m"},
     }
 
 
 @pytest.fixture
-async def kubeapi() -> AsyncIterator[FakeKubeAPI]:
-    async with running_kubeapi() as api:
-        yield api
-
-
-@pytest.fixture
-async def client(kubeapi: FakeKubeAPI, tmp_path: Path) -> AsyncIterator[KubeClient]:
-    kc = await KubeClient.connect(
-        kubeconfig=str(kubeapi.write_kubeconfig(tmp_path / "kubeconfig")), qps=0
-    )
+async def client(kube: KubeTest, tmp_path: Path) -> AsyncIterator[KubeClient]:
+    kc = await KubeClient.connect(kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")),
+                                  qps=0)
     yield kc
     await kc.close()
 
@@ -100,10 +99,21 @@ def patcher(client: KubeClient, obj: JSONObject) -> SerialPatcher:
     return SerialPatcher(typed, IMAGE_REPOSITORIES, obj, retry_delay=0.001)
 
 
-async def test_finalizer_then_status_in_small_patches(
-    kubeapi: FakeKubeAPI, client: KubeClient
-) -> None:
-    obj = kubeapi.create(new_repo())
+def patch_status(kube: KubeTest, status: JSONObject) -> JSONObject:
+    """Another writer (the admin) merge-patches the status of podinfo."""
+    return kube.api.patch(REPO_PLURAL, kube.ns, "podinfo", {"status": status},
+                          subresource="status")
+
+
+def stored(kube: KubeTest) -> JSONObject:
+    found = kube.api.get(REPO_PLURAL, kube.ns, "podinfo")
+    assert found is not None
+    return found
+
+
+async def test_finalizer_then_status_in_small_patches(kube: KubeTest,
+                                                      client: KubeClient) -> None:
+    obj = kube.api.create(new_repo())
     p = patcher(client, obj)
     work = copy.deepcopy(obj)
     work["metadata"]["finalizers"] = [meta.FINALIZER]
@@ -115,105 +125,98 @@ async def test_finalizer_then_status_in_small_patches(
     assert result is not None
     assert await p.patch(work) is None  # nothing changed since: no request
 
-    stored = kubeapi.get(REPO_PLURAL, "default", "podinfo")
-    assert stored is not None
-    assert stored["metadata"]["finalizers"] == [meta.FINALIZER]
-    assert stored["status"] == work["status"]
-    assert stored["metadata"]["generation"] == 1
-    patches = kubeapi.calls(verb="patch", resource=REPO_PLURAL)
+    found = stored(kube)
+    assert found["metadata"]["finalizers"] == [meta.FINALIZER]
+    assert found["status"] == work["status"]
+    assert found["metadata"]["generation"] == 1  # neither finalizers nor status bump it
+    patches = kube.proxy.calls(verb="patch", resource=REPO_PLURAL)
     assert [c.subresource for c in patches] == ["", "status", "status"]
     assert all(c.query.get("fieldManager") == "image-reflector-controller" for c in patches)
+    assert {m["manager"] for m in found["metadata"]["managedFields"]} >= {
+        "image-reflector-controller"}
 
 
-async def test_status_patch_sends_only_the_diff(kubeapi: FakeKubeAPI, client: KubeClient) -> None:
-    obj = kubeapi.create(new_repo())
-    obj = kubeapi.patch_status(
-        REPO_PLURAL, "default", "podinfo", {"lastScanResult": {"tagCount": 1}, "other": "x"}
-    )
+async def test_status_patch_sends_only_the_diff(kube: KubeTest, client: KubeClient) -> None:
+    kube.api.create(new_repo())
+    obj = patch_status(kube, {"lastScanResult": {"tagCount": 1}, "canonicalImageName": "x"})
     p = patcher(client, obj)
     work = copy.deepcopy(obj)
     work["status"]["lastScanResult"]["tagCount"] = 2
     # Someone else changes another status field meanwhile: a field-wise merge keeps it.
-    kubeapi.patch_status(REPO_PLURAL, "default", "podinfo", {"other": "y"})
+    patch_status(kube, {"canonicalImageName": "y"})
     await p.patch(work)
-    stored = kubeapi.get(REPO_PLURAL, "default", "podinfo")
-    assert stored is not None
-    assert stored["status"] == {"lastScanResult": {"tagCount": 2}, "other": "y"}
+    # observedGeneration -1 is the CRD's default for status, which both writes kept.
+    assert stored(kube)["status"] == {"lastScanResult": {"tagCount": 2},
+                                      "canonicalImageName": "y", "observedGeneration": -1}
 
 
-async def test_conditions_conflict_rereads_and_retries(
-    kubeapi: FakeKubeAPI, client: KubeClient
-) -> None:
-    obj = kubeapi.create(new_repo())
+async def test_conditions_conflict_rereads_and_retries(kube: KubeTest,
+                                                       client: KubeClient) -> None:
+    obj = kube.api.create(new_repo())
     p = patcher(client, obj)
-    # Another writer adds a condition after our snapshot: our resourceVersion is stale.
-    kubeapi.patch_status(REPO_PLURAL, "default", "podinfo", {"conditions": [cond("Foreign")]})
+    # Another writer adds a condition after our snapshot: our resourceVersion is stale,
+    # and the API server says so with a 409.
+    patch_status(kube, {"conditions": [cond("Foreign")]})
     work = copy.deepcopy(obj)
     work["status"] = {"conditions": [cond("Ready")], "observedGeneration": 1}
     await p.patch(work)
-    stored = kubeapi.get(REPO_PLURAL, "default", "podinfo")
-    assert stored is not None
-    assert stored["status"]["conditions"] == [cond("Ready"), cond("Foreign")]
-    assert stored["status"]["observedGeneration"] == 1
-    assert len(kubeapi.calls(verb="patch", subresource="status")) == 2
-    assert len(kubeapi.calls(verb="get", resource=REPO_PLURAL)) == 1
+    found = stored(kube)
+    assert found["status"]["conditions"] == [cond("Ready"), cond("Foreign")]
+    assert found["status"]["observedGeneration"] == 1
+    statuses = [c.status for c in kube.proxy.calls(verb="patch", subresource="status")]
+    assert statuses == [409, 200]
+    assert not any(c.injected for c in kube.proxy.calls())
+    assert len(kube.proxy.calls(verb="get", resource=REPO_PLURAL)) == 1
 
 
-async def test_injected_conflicts_are_retried_then_surface(
-    kubeapi: FakeKubeAPI, client: KubeClient
-) -> None:
-    obj = kubeapi.create(new_repo())
+async def test_injected_conflicts_are_retried_then_surface(kube: KubeTest,
+                                                           client: KubeClient) -> None:
+    obj = kube.api.create(new_repo())
     p = patcher(client, obj)
     work = copy.deepcopy(obj)
     work["status"] = {"conditions": [cond("Ready")]}
-    kubeapi.fail_next("PATCH", r"/status", 409, count=2)
+    kube.proxy.fail_next("PATCH", r"/status", 409, count=2)
     await p.patch(work)
-    assert len(kubeapi.calls(verb="patch", subresource="status")) == 3
+    assert len(kube.proxy.calls(verb="patch", subresource="status")) == 3
 
     work["status"] = {"conditions": [cond("Ready", "False", "Failed")]}
-    kubeapi.fail_next("PATCH", r"/status", 409, count=6)
+    kube.proxy.fail_next("PATCH", r"/status", 409, count=6)
     with pytest.raises(ConflictError):
         await p.patch(work)
-    assert len(kubeapi.calls(verb="patch", subresource="status")) == 3 + 6
+    assert len(kube.proxy.calls(verb="patch", subresource="status")) == 3 + 6
 
 
-async def test_finalizer_conflict_keeps_foreign_finalizers(
-    kubeapi: FakeKubeAPI, client: KubeClient
-) -> None:
-    obj = kubeapi.create(new_repo())
+async def test_finalizer_conflict_keeps_foreign_finalizers(kube: KubeTest,
+                                                           client: KubeClient) -> None:
+    obj = kube.api.create(new_repo())
     p = patcher(client, obj)
-    kubeapi.patch(REPO_PLURAL, "default", "podinfo", {"metadata": {"finalizers": ["other/x"]}})
+    kube.api.patch(REPO_PLURAL, kube.ns, "podinfo", {"metadata": {"finalizers": ["other/x"]}})
     work = copy.deepcopy(obj)
     work["metadata"]["finalizers"] = [meta.FINALIZER]
     await p.patch(work)
-    stored = kubeapi.get(REPO_PLURAL, "default", "podinfo")
-    assert stored is not None
-    assert stored["metadata"]["finalizers"] == ["other/x", meta.FINALIZER]
+    assert stored(kube)["metadata"]["finalizers"] == ["other/x", meta.FINALIZER]
 
 
-async def test_removing_last_finalizer_while_deleting(
-    kubeapi: FakeKubeAPI, client: KubeClient
-) -> None:
+async def test_removing_last_finalizer_while_deleting(kube: KubeTest,
+                                                      client: KubeClient) -> None:
     obj = new_repo()
     obj["metadata"]["finalizers"] = [meta.FINALIZER]
-    kubeapi.create(obj)
-    kubeapi.delete(REPO_PLURAL, "default", "podinfo")
-    deleting = kubeapi.get(REPO_PLURAL, "default", "podinfo")
-    assert deleting is not None
+    kube.api.create(obj)
+    kube.api.delete(REPO_PLURAL, kube.ns, "podinfo")
+    deleting = stored(kube)
     assert deleting["metadata"]["deletionTimestamp"]
     p = patcher(client, deleting)
     work = copy.deepcopy(deleting)
     work["metadata"]["finalizers"] = []
     work["status"] = {"conditions": [cond("Ready")]}  # the final status patch then 404s
     assert await p.patch(work) is None
-    assert kubeapi.get(REPO_PLURAL, "default", "podinfo") is None
+    assert kube.api.get(REPO_PLURAL, kube.ns, "podinfo") is None
 
 
-async def test_not_found_surfaces_when_not_deleting(
-    kubeapi: FakeKubeAPI, client: KubeClient
-) -> None:
-    obj = kubeapi.create(new_repo())
-    kubeapi.delete(REPO_PLURAL, "default", "podinfo")
+async def test_not_found_surfaces_when_not_deleting(kube: KubeTest,
+                                                    client: KubeClient) -> None:
+    obj = kube.api.create(new_repo())
+    kube.api.delete(REPO_PLURAL, kube.ns, "podinfo")
     work = copy.deepcopy(obj)
     work["status"] = {"conditions": [cond("Ready")]}
     with pytest.raises(NotFoundError):
