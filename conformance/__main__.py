@@ -97,7 +97,7 @@ def _finish(args: argparse.Namespace, outcome: Outcome) -> int:
         Path(args.dump).write_text(json.dumps(by_peer, indent=1, sort_keys=True))
     if args.record:
         for peer in by_peer:
-            if peer != "ours":
+            if PEERS[peer].ours:
                 expected.write(peer, by_peer[peer],
                                versions=expected.versions(peer, outcome.bin_dir))
     verdicts = report.judge_all(by_peer)
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags and run."""
     parser = argparse.ArgumentParser(prog="python -m conformance")
     parser.add_argument("--peers", default="ours,flux-v0.31",
-                        help="comma-separated: ours, flux-v0.31, flux-v1.2")
+                        help="comma-separated: ours, flux-v0.31, ours-v1.2, flux-v1.2 (ours "
+                        "in v1.2 mode is compared with Flux v1.2)")
     parser.add_argument("--only", action="append", default=[], help="scenario name")
     parser.add_argument("--record", action="store_true",
                         help="write Flux's outcomes to conformance/expected/")

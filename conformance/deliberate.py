@@ -27,14 +27,21 @@ _GO_TRANSPORT: Final = re.compile(
     r"|remote error: |connection refused")
 
 
+V031: Final = frozenset({"flux-v0.31"})
+V12: Final = frozenset({"flux-v1.2"})
+BOTH: Final = V031 | V12
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One deliberate difference: id, one-line title, the reason, and its matcher."""
+    """One deliberate difference: id, one-line title, the reason, its matcher, and the
+    Flux releases it holds against."""
 
     id: str
     title: str
     reason: str
     matches: Callable[[Difference], bool]
+    peers: frozenset[str] = V031
 
 
 def _ready_messages(accept: Callable[[str, str], bool]) -> Callable[[Difference], bool]:
@@ -197,6 +204,15 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+def explainer(peer: str) -> Callable[[Difference], str]:
+    """``explain`` for differences against ``peer``: only that release's rules count."""
+    rules = [rule for rule in RULES if peer in rule.peers]
+
+    def explain(diff: Difference) -> str:
+        return next((rule.id for rule in rules if rule.matches(diff)), "")
+    return explain
+
+
 def explain(diff: Difference) -> str:
-    """The id of the first rule that explains ``diff``, or ``""``."""
-    return next((rule.id for rule in RULES if rule.matches(diff)), "")
+    """The id of the first rule against Flux v0.31 that explains ``diff``, or ``""``."""
+    return explainer("flux-v0.31")(diff)

@@ -6,7 +6,8 @@ stable name and leaves everything a user could tell apart:
 
 * namespaces ``<scenario>-<placeholder>-<peer>`` become ``{placeholder}``;
 * ``127.0.0.1:PORT`` of a world host becomes ``<role>`` (``<plain>``, ``<basic>``...);
-* ``sha256:<64 hex>`` becomes ``sha256:<digest>``;
+* ``sha256:<64 hex>`` becomes ``sha256:<digest>``, except in a revision (``revision``,
+  ``with checksum ...``): that is a checksum of tag names and the same in every run;
 * times (``lastTransitionTime``, ``scanTime``) become ``<time>``, and the durations
   after ``next scan in`` become ``<duration>`` (they count down while the run goes on);
 * condition lists are sorted by type (both peers keep Flux's order; sorting makes a
@@ -30,7 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 JSON = dict[str, Any]
-_DIGEST: Final = re.compile(r"sha256:[0-9a-f]{64}")
+# Manifest digests differ from run to run (the registry content is made anew); a revision
+# is a checksum of tag names, the same in every run, so it is compared as it is.
+_DIGEST: Final = re.compile(r"(?<!checksum )sha256:[0-9a-f]{64}")
+_KEEP: Final = frozenset({"revision"})
 _NEXT_SCAN: Final = re.compile(r"(next scan in )[0-9.hmsuµn]+")
 _TIME_FIELDS: Final = frozenset({"lastTransitionTime", "scanTime"})
 
@@ -64,6 +68,8 @@ def value(raw: Any, names: Names, *, key: str = "") -> Any:
     if isinstance(raw, str):
         if key in _TIME_FIELDS:
             return "<time>"
+        if key in _KEEP:
+            return raw
         return names.text(raw)
     return raw
 

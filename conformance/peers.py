@@ -33,18 +33,29 @@ PEER_LABEL = "conformance.imagereflector.io/peer"
 
 @dataclass(frozen=True, slots=True)
 class PeerSpec:
-    """One controller to compare: ``key`` names it in namespaces and results."""
+    """One controller to compare: ``key`` names it in namespaces and results.
+
+    A Flux peer names the peer of ours it is compared with (``ours``): our controller in
+    the ``--flux-compatibility`` mode of that Flux release.
+    """
 
     key: str
     title: str
     kind: str  # "ours" or a testbed build target of Flux's controller
     version: str
+    flags: tuple[str, ...] = ()
+    ours: str = ""
 
 
-OURS = PeerSpec("ours", "imagereflector", "ours", "")
-FLUX_V031 = PeerSpec("flux-v0.31", "Flux image-reflector-controller", "flux-v2.2", "v0.31.0")
-FLUX_V12 = PeerSpec("flux-v1.2", "Flux image-reflector-controller", "flux-latest", "v1.2.4")
-PEERS = {spec.key: spec for spec in (OURS, FLUX_V031, FLUX_V12)}
+OURS = PeerSpec("ours", "imagereflector", "ours", "", ("--flux-compatibility=v0.31",))
+OURS_V12 = PeerSpec("ours-v1.2", "imagereflector", "ours", "", ("--flux-compatibility=v1.2",))
+FLUX_V031 = PeerSpec("flux-v0.31", "Flux image-reflector-controller", "flux-v2.2", "v0.31.0",
+                     ours="ours")
+# FluxStorage keys tags per object, as this project's store does (contract A1); Flux's
+# default Badger store shares them per image and writes an adler32 revision instead.
+FLUX_V12 = PeerSpec("flux-v1.2", "Flux image-reflector-controller", "flux-latest", "v1.2.4",
+                    ("--feature-gates=FluxStorage=true",), ours="ours-v1.2")
+PEERS = {spec.key: spec for spec in (OURS, OURS_V12, FLUX_V031, FLUX_V12)}
 
 
 def _free_port() -> int:
@@ -76,9 +87,9 @@ def command(spec: PeerSpec, *, kubeconfig: Path, storage: Path, metrics: str,
               f"--watch-label-selector={PEER_LABEL}={spec.key}", "--log-level=info"]
     if spec.kind == "ours":
         return [sys.executable, "-m", "imagereflector", "controller",
-                f"--kubeconfig={kubeconfig}", *shared]
+                f"--kubeconfig={kubeconfig}", *shared, *spec.flags]
     binary = ensure_built(spec.kind, log=sys.stderr) / "image-reflector-controller"
-    return [str(binary), *shared]
+    return [str(binary), *shared, *spec.flags]
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ from conformance.world import World
 JSON = dict[str, Any]
 IMAGE_KINDS = ("ImageRepository", "ImagePolicy")
 SCENARIO_LABEL = "conformance.imagereflector.io/scenario"
-SHORT = {"ours": "o", "flux-v0.31": "f031", "flux-v1.2": "f12"}
+SHORT = {"ours": "o", "ours-v1.2": "o12", "flux-v0.31": "f031", "flux-v1.2": "f12"}
 QUIET = 1.0
 IDLE = 5.0
 SETTLE_WITHIN = 60.0
