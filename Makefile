@@ -1,7 +1,8 @@
 # The front door: `make run` runs the controller (against the current cluster, or a local
 # demo one when none answers), `make test` passes the tests.
 # Both install what they need on a fresh Debian machine (venv, pip packages, and the
-# Debian packages the tests drive: docker-registry, skopeo, htpasswd, tinyproxy).
+# Debian packages the tests drive: docker-registry, skopeo, htpasswd, tinyproxy,
+# microsocks).
 
 VENV      ?= .venv
 PYTHON    ?= python3
@@ -9,7 +10,7 @@ PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # binary:package pairs the tests need on PATH.
-DEB_TOOLS := docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils tinyproxy:tinyproxy kubectl:kubernetes-client
+DEB_TOOLS := docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils tinyproxy:tinyproxy microsocks:microsocks kubectl:kubernetes-client
 PYTEST_ARGS ?=
 
 .PHONY: install debs test lint typecheck unit controlplane flux-controllers cluster cluster-down conformance

@@ -3,16 +3,18 @@
 Names and labels are public API shared with Flux (contract §4.3), so Flux's Grafana
 dashboards and alerts work unchanged: ``gotk_*`` per object, ``controller_runtime_*`` per
 controller, ``workqueue_*`` per queue, ``rest_client_requests_total`` for the Kubernetes
-API. The ``imagereflector_*`` metrics are this project's additions (registry politeness,
-token cache). Label values never carry credentials: hosts are host[:port] only.
+API, ``gotk_token_*`` for the cloud token cache (Flux v1.2's, in both modes). The
+``imagereflector_*`` metrics are this project's additions (registry politeness, token
+cache per provider). Label values never carry credentials: hosts are host[:port] only.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -45,6 +47,30 @@ RECONCILE_TIME_BUCKETS: Final = (
 # client-go workqueue duration buckets: ExponentialBuckets(10e-9, 10, 10).
 WORKQUEUE_BUCKETS: Final = tuple(1e-8 * 10**i for i in range(10))
 CONDITION_STATUSES: Final = ("True", "False", "Unknown")
+
+
+class InvolvedObject(Protocol):
+    """Whom a token cache lookup was for (``credentials.providers.cache.InvolvedObject``)."""
+
+    @property
+    def kind(self) -> str:
+        """``ImageRepository`` or ``ImagePolicy``."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The object's name."""
+        ...
+
+    @property
+    def namespace(self) -> str:
+        """The object's namespace."""
+        ...
+
+    @property
+    def operation(self) -> str:
+        """``reconcile``."""
+        ...
 
 
 class Metrics:
@@ -124,6 +150,18 @@ class Metrics:
         self.token_cache_events = Counter(
             "imagereflector_token_cache_events_total", "Cloud registry token cache lookups "
             "by provider and event (hit or miss).", ["provider", "event"], registry=r)
+        # fluxcd/pkg cache (prefix gotk_token_), Flux v1.2's names, help texts and labels.
+        self.gotk_token_cache_events = Counter(
+            "gotk_token_cache_events_total", "Total number of cache retrieval events for a "
+            "Gitops Toolkit resource reconciliation.",
+            ["event_type", "kind", "name", "namespace", "operation"], registry=r)
+        self.gotk_token_cached_items = Gauge(
+            "gotk_token_cached_items", "Total number of items in the cache.", registry=r)
+        self.gotk_token_cache_requests = Counter(
+            "gotk_token_cache_requests_total", "Total number of cache requests partioned by "
+            "success or failure.", ["status"], registry=r)
+        self.gotk_token_cache_evictions = Counter(
+            "gotk_token_cache_evictions_total", "Total number of cache evictions.", registry=r)
 
     # Flux runtime helpers -------------------------------------------------------------
 
@@ -140,8 +178,13 @@ class Metrics:
         self.objects.series(kind, name, namespace).observe(seconds)
 
     def delete_object(self, *, kind: str, name: str, namespace: str) -> None:
-        """Forget every per-object series of a deleted object."""
+        """Forget every per-object series of a deleted object (its token cache events
+        too, as Flux's ``DeleteEventsForObject`` does)."""
         self.objects.delete(kind, name, namespace)
+        for event_type in ("cache_miss", "cache_hit"):
+            with contextlib.suppress(KeyError):
+                self.gotk_token_cache_events.remove(event_type, kind, name, namespace,
+                                                    "reconcile")
 
     def exposition(self) -> bytes:
         """The whole ``/metrics`` body: the registry's metrics and the per-object series."""
@@ -156,6 +199,25 @@ class Metrics:
     def cache_event(self, provider: str, event: str) -> None:
         """Count one cloud token cache lookup (``TokenCacheObserver``)."""
         self.token_cache_events.labels(provider, event).inc()
+
+    # Token cache (imagereflector.credentials.providers.cache.TokenCacheMetrics) ---------
+
+    def token_cache_event(self, event_type: str, involved: InvolvedObject) -> None:
+        """Count one lookup on behalf of an object (``cache_hit`` or ``cache_miss``)."""
+        self.gotk_token_cache_events.labels(event_type, involved.kind, involved.name,
+                                            involved.namespace, involved.operation).inc()
+
+    def token_cache_request(self, status: str) -> None:
+        """Count one finished lookup (``success`` or ``failure``)."""
+        self.gotk_token_cache_requests.labels(status).inc()
+
+    def token_cache_eviction(self) -> None:
+        """Count one eviction."""
+        self.gotk_token_cache_evictions.inc()
+
+    def token_cache_items(self, count: int) -> None:
+        """Set how many tokens the cache holds."""
+        self.gotk_token_cached_items.set(count)
 
     # Registry observer (imagereflector.registry.client.RegistryObserver) ----------------
 

@@ -44,6 +44,7 @@ from imagereflector.controllers.imagerepository import (
 from imagereflector.credentials.providers.classify import AutologinFlags
 from imagereflector.credentials.providers.registry import ProviderRegistry
 from imagereflector.credentials.resolver import CredentialResolver
+from imagereflector.credentials.workload import WorkloadIdentity
 from imagereflector.health import HttpEndpoint, serve_health, serve_metrics
 from imagereflector.kube import predicates
 from imagereflector.kube.client import (
@@ -238,7 +239,8 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
                                      max_tags=settings.max_tags_per_scan,
                                      max_bytes=settings.max_tag_bytes_per_scan,
                                      max_retry_after=settings.registry_max_retry_after,
-                                     observer=metrics)
+                                     observer=metrics,
+                                     dot_local_plain_http=not settings.flux_compatibility.latest)
     closers.append(registry.close)
     forwarder = EventForwarder(settings.events_addr) if settings.events_addr else None
     events = EventRecorder(kube.sibling(), forwarder=forwarder)
@@ -253,8 +255,14 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
         autologin=AutologinFlags(aws=settings.aws_autologin_for_ecr,
                                  azure=settings.azure_autologin_for_acr,
                                  gcp=settings.gcp_autologin_for_gcr),
-        observer=metrics)
-    resolver = CredentialResolver(reader=kube, clouds=clouds)
+        observer=metrics, metrics=metrics, accounts=kube,
+        max_size=settings.token_cache_max_size,
+        max_duration=settings.token_cache_max_duration)
+    resolver = CredentialResolver(
+        reader=kube, clouds=clouds, compatibility=settings.flux_compatibility,
+        workload_identity=WorkloadIdentity(
+            enabled=settings.object_level_workload_identity,
+            default_service_account=settings.default_service_account))
     reconciler = ImageRepositoryReconciler(RepositoryDeps(
         client=kube, store=store, lister=registry,
         resolver=resolver, events=events, metrics=metrics, now=_utc_now,

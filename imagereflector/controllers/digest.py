@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from imagereflector.api.duration import SECOND
 from imagereflector.api.imagerepository import ImageRepository
+from imagereflector.credentials.providers.cache import InvolvedObject
 from imagereflector.credentials.resolver import CredentialResolver
 from imagereflector.registry.reference import ImageReference, parse_image_reference
 from imagereflector.registry.types import Credentials, ProxyConfig, TLSConfig
@@ -41,12 +42,18 @@ class RepositoryDigestResolver:
         self._resolver = resolver
         self._registry = registry
 
-    async def digest(self, repository: Mapping[str, Any], tag: str) -> str:
-        """``sha256:…`` of the tag, read with the repository's access."""
+    async def digest(self, repository: Mapping[str, Any], tag: str, *,
+                     policy_name: str = "", policy_namespace: str = "") -> str:
+        """``sha256:…`` of the tag, read with the repository's access. A cloud token
+        lookup is counted for the ImagePolicy ``policy_namespace/policy_name`` when given
+        (``gotk_token_cache_events_total{kind="ImagePolicy"}``, as Flux v1.2 does)."""
         repo = ImageRepository.model_validate(repository)
         namespace = str((repository.get("metadata") or {}).get("namespace", ""))
         ref = parse_image_reference(repo.spec.image, insecure=repo.spec.insecure)
-        access = await self._resolver.resolve(namespace=namespace, spec=repo.spec, ref=ref)
+        involved = (InvolvedObject("ImagePolicy", policy_name, policy_namespace)
+                    if policy_name else None)
+        access = await self._resolver.resolve(namespace=namespace, spec=repo.spec, ref=ref,
+                                              involved=involved)
         return await self._registry.head_manifest(
             ref, tag, credentials=access.credentials, tls=access.tls, proxy=access.proxy,
             timeout=repo.spec.timeout_ns() / SECOND)

@@ -47,6 +47,10 @@ from imagereflector.controllers.shell import (
     release_if_deleting,
 )
 from imagereflector.credentials.resolver import CredentialResolver, CredentialsError
+from imagereflector.credentials.workload import (
+    FEATURE_GATE_DISABLED_REASON,
+    repository_gate_error,
+)
 from imagereflector.kube import conditions as cond
 from imagereflector.kube.client import IMAGE_REPOSITORIES
 from imagereflector.kube.patch import PatchClient, SerialPatcher
@@ -271,6 +275,11 @@ class ImageRepositoryReconciler:
         deps = self._deps
         conditions = status.conditions
         now = deps.now()
+        # 0. Object-level workload identity without its feature gate: nothing to do until
+        # the spec (or the controller) changes (Flux v1.2, before anything else).
+        gate = repository_gate_error(obj.get("spec") or {}, deps.resolver.workload_identity)
+        if gate is not None:
+            raise StallingError(gate, reason=FEATURE_GATE_DISABLED_REASON)
         # 1. Report progress; a new generation or a request is shown at once.
         cond.progressive_status(conditions, meta.PROGRESS_MESSAGE, generation=generation,
                                 now=now)
@@ -340,11 +349,12 @@ class ImageRepositoryReconciler:
     async def _access(self, obj: dict[str, Any], repo: ImageRepository,
                       ref: ImageReference) -> RegistryAccess:
         namespace = str(obj["metadata"].get("namespace", ""))
+        name = str(obj["metadata"].get("name", ""))
         timeout_ns = repo.spec.timeout_ns()
         try:
             async with asyncio.timeout(timeout_ns / SECOND):
                 return await self._deps.resolver.resolve(namespace=namespace, spec=repo.spec,
-                                                         ref=ref)
+                                                         ref=ref, name=name)
         except TimeoutError as err:
             raise ReconcileError(
                 "failed to configure authentication options: timed out after "

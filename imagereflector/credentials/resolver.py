@@ -1,44 +1,69 @@
 """ImageRepository → how to reach its registry: credentials, TLS material, proxy.
 
-Contract §2.5 as amended by A5: ``secretRef`` (a dockerconfigjson Secret) first, then the
-pull secrets of ``serviceAccountName``; ``certSecretRef`` gives CA and client
-certificate. Secrets and ServiceAccounts are read only from the object's own namespace:
-the reader is always called with the object's namespace, never one named in a spec.
+Secrets and ServiceAccounts are read only from the object's own namespace: the reader is
+always called with the object's namespace, never one named in a spec. Every failure is a
+``CredentialsError`` whose text follows ``failed to configure authentication options: ``
+in the Ready condition; messages name Secrets, keys and types, never the values.
 
-Without ``secretRef``, the cloud provider login of ``spec.provider`` applies (contract
-§2.5.2; a host of another cloud falls back to anonymous), and ``proxySecretRef`` routes
-the object's registry traffic through a proxy (A10).
+The two compatibility modes differ here (``docs/providers.md``):
 
-Every failure is a ``CredentialsError`` whose text follows ``failed to configure
-authentication options: `` in the Ready condition. Messages name Secrets, keys and
-types, never the values.
+* v0.31 mode (contract §2.5 with A5, A10): ``secretRef`` (a dockerconfigjson Secret, its
+  ``auths`` key matched to the registry host, Docker Hub aliases A4) first; without it,
+  the cloud the registry *host* belongs to, if ``spec.provider`` (or an autologin flag)
+  switches that cloud on; then the pull secrets of ``serviceAccountName``; then
+  ``certSecretRef`` and ``proxySecretRef``. A failed cloud login is ``AuthenticationFailed``.
+* v1.2 mode (Flux v1.2 ``AuthOptionsGetter``): ``proxySecretRef`` first; a cloud
+  ``spec.provider`` wins, and ``secretRef`` and pull secrets are then ignored; the login
+  is *deferred* until the registry asks (so its failure is a failed scan); then
+  ``certSecretRef``; without a provider, ``secretRef`` and the pull secrets form one
+  keyring (kubelet's matching, Docker Hub aliases kept), in which other Secret types and
+  unmatched keys are simply anonymous.
+
+In both modes an object with a cloud provider logs in as its ServiceAccount (or the
+default one) when object-level workload identity is on (``workload``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import logging
-import ssl
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
-from urllib.parse import urlsplit
 
 import imagereflector.credentials.dockerconfig as dockerconfig
+from imagereflector.api.compat import Compatibility
 from imagereflector.api.imagerepository import ImageRepositorySpec
+from imagereflector.credentials.errors import CredentialsError, secret_value
 from imagereflector.credentials.providers.base import ProviderError
+from imagereflector.credentials.providers.cache import InvolvedObject
+from imagereflector.credentials.providers.classify import CLOUDS
+from imagereflector.credentials.providers.registry import (
+    CloudCredentialsError,
+    ServiceAccountRef,
+)
+from imagereflector.credentials.proxy import proxy_from_secret, proxy_from_secret_latest, proxy_url
+from imagereflector.credentials.tls import tls_from_secret, tls_from_secret_latest
+from imagereflector.credentials.workload import WorkloadIdentity, service_account_for
 from imagereflector.kube.client import ApiError, NotFoundError
-from imagereflector.registry.errors import TLSError
+from imagereflector.registry.errors import CredentialSourceError
 from imagereflector.registry.reference import ImageReference
-from imagereflector.registry.transport import build_ssl_context
-from imagereflector.registry.types import Credentials, ProxyConfig, RegistryAccess, TLSConfig
+from imagereflector.registry.types import (
+    Credentials,
+    DeferredCredentials,
+    ProxyConfig,
+    RegistryAccess,
+)
+
+__all__ = [
+    "CloudLogin",
+    "CredentialResolver",
+    "CredentialsError",
+    "ObjectReader",
+    "proxy_from_secret",
+    "secret_value",
+    "tls_from_secret",
+]
 
 DOCKERCONFIGJSON: Final = "kubernetes.io/dockerconfigjson"
 DOCKERCFG: Final = "kubernetes.io/dockercfg"
-TLS_SECRET_TYPES: Final = ("Opaque", "kubernetes.io/tls", "")
-_TLS_KEYS: Final = ("tls.crt", "tls.key", "ca.crt")
-_DEPRECATED_TLS_KEYS: Final = ("certFile", "keyFile", "caFile")
-
-log = logging.getLogger("imagereflector.credentials")
 
 
 class ObjectReader(Protocol):
@@ -53,23 +78,22 @@ class ObjectReader(Protocol):
         ...
 
 
-class CredentialsError(Exception):
-    """Credentials or TLS material could not be configured from the object's references."""
+class CloudLogin(Protocol):
+    """Cloud registry login (``credentials.providers.registry.ProviderRegistry``)."""
 
+    async def credentials(self, *, provider: str, image: str, registry: str,
+                          identity: str = "", involved: InvolvedObject | None = None,
+                          account: ServiceAccountRef | None = None,
+                          proxy: str = "") -> Credentials | None:
+        """v0.31 mode: credentials for the cloud the host belongs to; None means anonymous."""
+        ...
 
-def secret_value(secret: dict[str, Any], key: str) -> bytes | None:
-    """The decoded value of ``data[key]``, None when absent; bad base64 is an error."""
-    data = secret.get("data") or {}
-    if not isinstance(data, dict) or key not in data:
-        return None
-    raw = data[key]
-    name = secret.get("metadata", {}).get("name", "")
-    if not isinstance(raw, str):
-        raise CredentialsError(f"secret '{name}' key '{key}' is not a base64 string")
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise CredentialsError(f"secret '{name}' key '{key}' is not valid base64") from err
+    async def artifact_credentials(self, *, provider: str, image: str,
+                                   involved: InvolvedObject | None = None,
+                                   account: ServiceAccountRef | None = None,
+                                   proxy: str = "") -> Credentials:
+        """v1.2 mode: credentials of ``provider``'s cloud, whose registry the image must be."""
+        ...
 
 
 def _docker_config(secret: dict[str, Any]) -> dockerconfig.DockerConfig | None:
@@ -87,80 +111,58 @@ def _docker_config(secret: dict[str, Any]) -> dockerconfig.DockerConfig | None:
     return dockerconfig.parse_dockercfg(data)
 
 
-def tls_from_secret(secret: dict[str, Any]) -> TLSConfig:
-    """TLS material from a ``certSecretRef`` Secret, with the contract's rules and messages."""
-    name = secret.get("metadata", {}).get("name", "")
-    kind = secret.get("type", "") or ""
-    if kind not in TLS_SECRET_TYPES:
-        raise CredentialsError(f"cannot use secret '{name}' to construct TLS config: "
-                               f"invalid secret type: '{kind}'")
-    cert, key, ca = (secret_value(secret, k) for k in _TLS_KEYS)
-    if cert is None and key is None and ca is None:
-        cert, key, ca = (secret_value(secret, k) for k in _DEPRECATED_TLS_KEYS)
-        if cert is not None or key is not None or ca is not None:
-            log.warning("warning: specifying TLS auth data via `certFile`/`keyFile`/`caFile` "
-                        "is deprecated, please use `tls.crt`/`tls.key`/`ca.crt` instead")
-    if (cert is None) != (key is None):
-        raise CredentialsError(f"invalid '{name}' secret data: both certificate and private "
-                               "key need to be provided")
-    if ca is not None:
-        try:
-            ssl.create_default_context(cadata=ca.decode("ascii", errors="replace"))
-        except (ssl.SSLError, ValueError, TypeError) as err:
-            # TypeError: ssl refuses non-ASCII text outright, which is no CA either.
-            raise CredentialsError("cannot append certificate into certificate pool: "
-                                   "invalid CA certificate") from err
-    tls = TLSConfig(ca_pem=ca, cert_pem=cert, key_pem=key)
-    try:
-        # Loading the material now turns a bad key pair into an authentication error
-        # instead of a confusing failure in the middle of the scan.
-        build_ssl_context(tls)
-    except TLSError as err:
-        raise CredentialsError(f"invalid '{name}' secret data: {err}") from err
-    return tls
+def _pull_secret(secret: dict[str, Any]) -> dockerconfig.PullSecret:
+    data = secret.get("data") or {}
+    keys = [k for k in (".dockerconfigjson", ".dockercfg") if isinstance(data, dict) and k in data]
+    decoded = {k: secret_value(secret, k) or b"" for k in keys}
+    return dockerconfig.PullSecret(name=str(secret.get("metadata", {}).get("name", "")),
+                                   type=str(secret.get("type", "")), data=decoded)
 
 
-def proxy_from_secret(secret: dict[str, Any]) -> ProxyConfig:
-    """Proxy settings from a ``proxySecretRef`` Secret: ``address`` and optional
-    ``username``/``password``. The address must be an http(s) URL without userinfo."""
-    name = secret.get("metadata", {}).get("name", "")
-    raw = secret_value(secret, "address")
-    if raw is None or not raw.strip():
-        raise CredentialsError(f"invalid proxy secret '{name}': key 'address' is missing")
-    address = raw.decode("utf-8", errors="replace").strip()
-    try:
-        parts = urlsplit(address)
-        parts.port  # noqa: B018 - parsing the port validates it
-    except ValueError as err:
-        raise CredentialsError(f"invalid proxy secret '{name}': 'address' is not a valid URL"
-                               ) from err
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CredentialsError(f"invalid proxy secret '{name}': 'address' must be an http:// "
-                               "or https:// URL with a host")
-    if parts.username is not None or parts.password is not None:
-        # Never echo the address: it carries credentials.
-        raise CredentialsError(f"invalid proxy secret '{name}': 'address' must not contain "
-                               "credentials; use the 'username' and 'password' keys")
-    username = (secret_value(secret, "username") or b"").decode("utf-8", errors="replace")
-    password = (secret_value(secret, "password") or b"").decode("utf-8", errors="replace")
-    return ProxyConfig(address=address, username=username, password=password)
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One resolution: the object and what it asks for."""
 
-
-class CloudLogin(Protocol):
-    """Cloud registry login (``credentials.providers.registry.ProviderRegistry``)."""
-
-    async def credentials(self, *, provider: str, image: str,
-                          registry: str) -> Credentials | None:
-        """Credentials for the cloud the host belongs to; None means anonymous."""
-        ...
+    namespace: str
+    name: str
+    spec: ImageRepositorySpec
+    ref: ImageReference
+    involved: InvolvedObject | None
 
 
 class CredentialResolver:
     """Resolves an ImageRepository's registry access from its namespace's objects."""
 
-    def __init__(self, *, reader: ObjectReader, clouds: CloudLogin | None = None) -> None:
+    def __init__(self, *, reader: ObjectReader, clouds: CloudLogin | None = None,
+                 compatibility: Compatibility = Compatibility.V0_31,
+                 workload_identity: WorkloadIdentity | None = None) -> None:
         self._reader = reader
         self._clouds = clouds
+        self._compatibility = compatibility
+        self._workload_identity = workload_identity or WorkloadIdentity()
+
+    @property
+    def workload_identity(self) -> WorkloadIdentity:
+        """The controller's object-level workload identity settings (the gate)."""
+        return self._workload_identity
+
+    async def resolve(self, *, namespace: str, spec: ImageRepositorySpec, ref: ImageReference,
+                      name: str = "", involved: InvolvedObject | None = None) -> RegistryAccess:
+        """Credentials, TLS and proxy for ``spec`` in ``namespace``; raises
+        ``CredentialsError``. ``name`` (the ImageRepository's) and ``involved`` (whom the
+        token cache counts the lookups for; the named ImageRepository by default) only
+        label metrics."""
+        if involved is None and name:
+            involved = InvolvedObject("ImageRepository", name, namespace)
+        target = _Target(namespace=namespace, name=name, spec=spec, ref=ref, involved=involved)
+        try:
+            if self._compatibility.latest:
+                return await self._resolve_latest(target)
+            return await self._resolve_legacy(target)
+        except dockerconfig.DockerConfigError as err:
+            raise CredentialsError(str(err)) from err
+
+    # --- shared ---------------------------------------------------------------------------
 
     async def _get_secret(self, namespace: str, name: str) -> dict[str, Any]:
         try:
@@ -169,42 +171,42 @@ class CredentialResolver:
             # The API's own message (e.g. 'secrets "x" not found') is what users search for.
             raise CredentialsError(err.message) from err
 
-    async def resolve(self, *, namespace: str, spec: ImageRepositorySpec,
-                      ref: ImageReference) -> RegistryAccess:
-        """Credentials and TLS for ``spec`` in ``namespace``; raises ``CredentialsError``."""
-        try:
-            return await self._resolve(namespace=namespace, spec=spec, ref=ref)
-        except dockerconfig.DockerConfigError as err:
-            raise CredentialsError(str(err)) from err
+    def _account(self, target: _Target) -> ServiceAccountRef | None:
+        return service_account_for(
+            namespace=target.namespace, provider=target.spec.effective_provider(),
+            service_account_name=target.spec.service_account_name or "",
+            settings=self._workload_identity)
 
-    async def _resolve(self, *, namespace: str, spec: ImageRepositorySpec,
-                       ref: ImageReference) -> RegistryAccess:
+    # --- v0.31 mode -----------------------------------------------------------------------
+
+    async def _resolve_legacy(self, target: _Target) -> RegistryAccess:
+        spec, namespace = target.spec, target.namespace
         secrets: dict[str, dict[str, Any]] = {}
         credentials: Credentials | None = None
         missing_in_secret: str | None = None
         # 1. secretRef: a dockerconfigjson Secret in the object's namespace.
         if spec.secret_ref is not None:
             name = spec.secret_ref.name
-            secret = secrets[name] = await self._get_secret(namespace, name)
+            secret = secrets.get(name) or await self._get_secret(namespace, name)
+            secrets[name] = secret
             if secret.get("type", "") != DOCKERCONFIGJSON:
                 raise CredentialsError(f'unknown secret type "{secret.get("type", "")}"')
             config = _docker_config(secret)
             assert config is not None
-            credentials = config.lookup(ref.registry)
+            credentials = config.lookup(target.ref.registry)
             if credentials is None:
-                missing_in_secret = (f'auth for "{ref.registry}" not found in secret '
+                missing_in_secret = (f'auth for "{target.ref.registry}" not found in secret '
                                      f"{namespace}/{name}")
-        # 2. Without secretRef, the cloud the registry host belongs to (spec.provider).
+        # 2. Without secretRef, the cloud the registry host belongs to (spec.provider), as
+        # the object's ServiceAccount when object-level workload identity applies.
+        account = self._account(target)
         if spec.secret_ref is None and self._clouds is not None:
-            try:
-                credentials = await self._clouds.credentials(
-                    provider=spec.effective_provider(), image=spec.image, registry=ref.registry)
-            except ProviderError as err:
-                raise CredentialsError(str(err)) from err
-        # 3. The service account's pull secrets, when nothing above applied (A5).
-        if credentials is None and spec.service_account_name:
+            credentials = await self._legacy_cloud(target, account)
+        # 3. The service account's pull secrets, when nothing above applied (A5), unless
+        # the ServiceAccount is the object's cloud identity.
+        if credentials is None and spec.service_account_name and account is None:
             credentials = await self._from_service_account(
-                namespace, spec.service_account_name, ref)
+                namespace, spec.service_account_name, target.ref)
         if credentials is None and missing_in_secret is not None:
             raise CredentialsError(missing_in_secret)
         # 4. certSecretRef: reuse the Secret already read when it is the same one.
@@ -220,6 +222,18 @@ class CredentialResolver:
             secret = secrets.get(name) or await self._get_secret(namespace, name)
             proxy = proxy_from_secret(secret)
         return RegistryAccess(credentials=credentials, tls=tls, proxy=proxy)
+
+    async def _legacy_cloud(self, target: _Target,
+                            account: ServiceAccountRef | None) -> Credentials | None:
+        assert self._clouds is not None
+        try:
+            return await self._clouds.credentials(
+                provider=target.spec.effective_provider(), image=target.spec.image,
+                registry=target.ref.registry, involved=target.involved, account=account)
+        except ProviderError as err:
+            raise CredentialsError(str(err)) from err
+        except CloudCredentialsError as err:
+            raise CredentialsError(err.message) from err
 
     async def _from_service_account(self, namespace: str, name: str,
                                     ref: ImageReference) -> Credentials | None:
@@ -243,3 +257,97 @@ class CredentialResolver:
             if config is not None:
                 configs.append(config)
         return dockerconfig.keyring_lookup(configs, ref.canonical)
+
+    # --- v1.2 mode ------------------------------------------------------------------------
+
+    async def _resolve_latest(self, target: _Target) -> RegistryAccess:
+        spec, namespace = target.spec, target.namespace
+        secrets: dict[str, dict[str, Any]] = {}
+        # 1. proxySecretRef, in Flux v1.2's words.
+        proxy = None
+        if spec.proxy_secret_ref is not None:
+            name = spec.proxy_secret_ref.name
+            secret = secrets[name] = await self._get_secret_latest(namespace, name)
+            proxy = proxy_from_secret_latest(secret, namespace=namespace)
+        # 2. A cloud provider wins: logged in to only when the registry asks.
+        credentials: Credentials | None = None
+        provider = spec.effective_provider()
+        if provider in CLOUDS:
+            credentials = self._deferred_cloud(target, proxy)
+        # 3. certSecretRef (the Secret already read when it is the same one: Flux v1.2
+        # fails then, R5, which is not copied).
+        tls = None
+        if spec.cert_secret_ref is not None:
+            name = spec.cert_secret_ref.name
+            secret = secrets.get(name) or await self._get_secret(namespace, name)
+            secrets[name] = secret
+            tls = tls_from_secret_latest(secret, namespace=namespace)
+        # 4. Without a provider: secretRef and the pull secrets as one keyring.
+        if provider not in CLOUDS:
+            credentials = await self._keyring_latest(target, secrets)
+        return RegistryAccess(credentials=credentials, tls=tls, proxy=proxy)
+
+    async def _get_secret_latest(self, namespace: str, name: str) -> dict[str, Any]:
+        """A Secret read as fluxcd/pkg runtime reads them (its messages)."""
+        try:
+            return await self._reader.get_secret(namespace, name)
+        except NotFoundError as err:
+            raise CredentialsError(f"secret '{namespace}/{name}' not found") from err
+        except ApiError as err:
+            raise CredentialsError(f"failed to get secret '{namespace}/{name}': {err.message}"
+                                   ) from err
+
+    def _deferred_cloud(self, target: _Target, proxy: ProxyConfig | None) -> Credentials:
+        clouds = self._clouds
+        if clouds is None:
+            return Credentials()
+        account = self._account(target)
+
+        async def login() -> Credentials:
+            try:
+                return await clouds.artifact_credentials(
+                    provider=target.spec.effective_provider(), image=target.spec.image,
+                    involved=target.involved, account=account,
+                    proxy=proxy_url(proxy) if proxy is not None else "")
+            except CloudCredentialsError as err:
+                raise CredentialSourceError(err.message) from None
+
+        return DeferredCredentials(source=login)
+
+    async def _keyring_latest(self, target: _Target,
+                              secrets: dict[str, dict[str, Any]]) -> Credentials | None:
+        spec, namespace = target.spec, target.namespace
+        pulls: list[dockerconfig.PullSecret] = []
+        if spec.secret_ref is not None:
+            name = spec.secret_ref.name
+            secret = secrets.get(name) or await self._get_secret(namespace, name)
+            pulls.append(_pull_secret(secret))
+        if spec.service_account_name:
+            pulls += [_pull_secret(s) for s in await self._pull_secrets_latest(
+                namespace, spec.service_account_name)]
+        if not pulls:
+            return None
+        return dockerconfig.PullSecretKeyring.from_secrets(pulls).resolve(target.ref.canonical)
+
+    async def _pull_secrets_latest(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """fluxcd/pkg runtime ``PullSecretsFromServiceAccountRef``, with its messages."""
+        ref = f"{namespace}/{name}"
+        try:
+            account = await self._reader.get_service_account(namespace, name)
+        except NotFoundError as err:
+            raise CredentialsError(f"serviceaccount '{ref}' not found") from err
+        except ApiError as err:
+            raise CredentialsError(f"failed to get serviceaccount '{ref}': {err.message}"
+                                   ) from err
+        found = []
+        for entry in account.get("imagePullSecrets") or []:
+            secret_name = entry.get("name") if isinstance(entry, dict) else None
+            if not secret_name:
+                continue
+            try:
+                found.append(await self._get_secret_latest(namespace, secret_name))
+            except CredentialsError as err:
+                raise CredentialsError("failed to get image pull secret for serviceaccount "
+                                       f"'{ref}': {err}") from err
+        return found
+

@@ -27,7 +27,7 @@ import ipaddress
 import json
 import os
 import random
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -519,10 +519,14 @@ class KubeClient:
             resp.close()
 
     async def create(
-        self, ref: ResourceRef, obj: Mapping[str, Any], *, namespace: str | None = None
+        self, ref: ResourceRef, obj: Mapping[str, Any], *, namespace: str | None = None,
+        name: str | None = None, subresource: str | None = None,
     ) -> JSONObject:
-        """POST a new object; returns what the server stored."""
-        return await self._request("POST", ref.path(namespace=namespace), body=dict(obj))
+        """POST a new object (or, with ``name`` and ``subresource``, to an object's
+        subresource, such as a ServiceAccount's ``token``); returns the server's answer."""
+        path = ref.path(namespace=namespace, name=name if subresource else None,
+                        subresource=subresource)
+        return await self._request("POST", path, body=dict(obj))
 
     async def replace(
         self, ref: ResourceRef, obj: Mapping[str, Any], *, namespace: str | None = None
@@ -567,6 +571,19 @@ class KubeClient:
     async def get_service_account(self, namespace: str, name: str) -> JSONObject:
         """GET a ServiceAccount."""
         return await self.get(SERVICE_ACCOUNTS, name, namespace=namespace)
+
+    async def create_service_account_token(self, namespace: str, name: str,
+                                           audiences: Sequence[str]) -> str:
+        """A token of ServiceAccount ``namespace/name`` for ``audiences`` (TokenRequest API,
+        the server's default lifetime). The token is a credential: never log it."""
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "spec": {"audiences": list(audiences)}}
+        answer = await self.create(SERVICE_ACCOUNTS, request, namespace=namespace, name=name,
+                                   subresource="token")
+        token = (answer.get("status") or {}).get("token")
+        if not isinstance(token, str) or not token:
+            raise ApiError(200, "InvalidResponse", "the TokenRequest answer carries no token")
+        return token
 
     async def get_namespace(self, name: str) -> JSONObject:
         """GET a Namespace."""

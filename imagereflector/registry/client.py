@@ -46,6 +46,7 @@ from imagereflector.registry.auth import (
 from imagereflector.registry.engine import HttpEngine, HttpResponse, RequestPolicy
 from imagereflector.registry.errors import (
     CertificateError,
+    CredentialSourceError,
     InvalidResponseError,
     PaginationError,
     RegistryError,
@@ -59,10 +60,15 @@ from imagereflector.registry.errors import (
 from imagereflector.registry.limiter import HostLimiter
 from imagereflector.registry.pages import next_page_url, parse_tags_page, rejects_page_size
 from imagereflector.registry.redact import scrub, scrub_error
-from imagereflector.registry.reference import ImageReference
+from imagereflector.registry.reference import ImageReference, plain_http
 from imagereflector.registry.tags import TAG_PATTERN, valid_tags
 from imagereflector.registry.transport import Channel, NullObserver, RegistryObserver, SessionPool
-from imagereflector.registry.types import Credentials, ProxyConfig, TLSConfig
+from imagereflector.registry.types import (
+    Credentials,
+    DeferredCredentials,
+    ProxyConfig,
+    TLSConfig,
+)
 
 __all__ = ["ClientSettings", "NullObserver", "RegistryClient", "RegistryObserver"]
 
@@ -108,6 +114,9 @@ class ClientSettings:
     max_tokens: int = 4096
     user_agent: str = f"imagereflector/{imagereflector.__version__}"
     client_id: str = "imagereflector"
+    # go-containerregistry up to v0.19 (Flux v0.31) reached ``*.local`` hosts over plain
+    # http; v0.21 (Flux v1.2) only tries https for them.
+    dot_local_plain_http: bool = True
 
 
 @dataclass(slots=True)
@@ -141,6 +150,17 @@ def _call_secrets(credentials: Credentials, proxy: ProxyConfig | None) -> list[s
     if proxy is not None and proxy.password:
         secrets += [proxy.password, basic_authorization(proxy.username, proxy.password)[6:]]
     return [s for s in secrets if s]
+
+
+async def _fetch_deferred(deferred: DeferredCredentials) -> Credentials:
+    """The credentials behind ``deferred``; its source reports failures as
+    ``CredentialSourceError`` (anything else from it is a bug and is not caught)."""
+    if deferred.source is None:
+        return Credentials()
+    found = await deferred.source()
+    if isinstance(found, DeferredCredentials):
+        raise CredentialSourceError("deferred credentials resolved to deferred credentials")
+    return found
 
 
 def _telling_failure(failures: list[RegistryError]) -> RegistryError:
@@ -284,7 +304,9 @@ class RegistryClient:
         if state.scheme is not None and fresh:
             call.base, call.reused = f"{state.scheme}://{call.ref.registry}", True
             return
-        candidates = ["https", "http"] if call.ref.scheme == "http" else ["https"]
+        http_allowed = plain_http(call.ref.registry, insecure=call.ref.insecure,
+                                  dot_local=self._settings.dot_local_plain_http)
+        candidates = ["https", "http"] if http_allowed else ["https"]
         if state.scheme in candidates:
             candidates.sort(key=lambda scheme: scheme != state.scheme)
         failures: list[RegistryError] = []
@@ -325,6 +347,10 @@ class RegistryClient:
     async def _authorize(self, call: _Call) -> None:
         if call.authorized:
             return
+        if isinstance(call.credentials, DeferredCredentials) and call.state.challenge is not None:
+            # The registry wants credentials: only now are deferred ones fetched.
+            call.credentials = await _fetch_deferred(call.credentials)
+            call.secrets.extend(_call_secrets(call.credentials, None))
         header, cached = await self._authorizer.authorization(
             call.channel, registry=call.ref.registry, challenge=call.state.challenge,
             credentials=call.credentials, scope=pull_scope(call.ref.repository),

@@ -46,7 +46,12 @@ from imagereflector.registry.limiter import (
     parse_ratelimit_remaining,
     parse_retry_after,
 )
-from imagereflector.registry.transport import Channel, RegistryObserver
+from imagereflector.registry.transport import (
+    SOCKS_ERRORS,
+    Channel,
+    RegistryObserver,
+    socks_refused,
+)
 from imagereflector.registry.urls import display_url, resolve_target, same_origin
 
 RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
@@ -220,6 +225,18 @@ class HttpEngine:
                 delay = backoff_delay(attempt, rng=self._rng)
                 if last or now + delay > deadline:
                     raise RegistryUnavailable(f"{method} {url}: {_reason(err)}") from None
+                await self._clock.sleep(delay)
+                continue
+            except SOCKS_ERRORS as err:
+                # A SOCKS5 proxy (the session's connector) failed, not the registry.
+                if socks_refused(err):
+                    raise AuthError(
+                        f"{method} {url}: the proxy refused the credentials (SOCKS5: {err})",
+                        status=407) from None
+                now = self._clock.monotonic()
+                delay = backoff_delay(attempt, rng=self._rng)
+                if last or now + delay > deadline:
+                    raise RegistryUnavailable(f"{method} {url}: SOCKS5 proxy: {err}") from None
                 await self._clock.sleep(delay)
                 continue
             if response.status not in RETRYABLE_STATUS or last:

@@ -74,6 +74,13 @@ class RegistryTimeoutError(RegistryUnavailable):
     """The call's deadline passed before the registry answered."""
 
 
+class CredentialSourceError(RegistryError):
+    """Deferred credentials (a cloud login done when the registry asks) could not be had.
+
+    The message is the credential source's own, reported as it is after ``scan failed: ``.
+    """
+
+
 class TLSError(RegistryError):
     """TLS failed: the material cannot be loaded, or the handshake with the registry failed."""
 

@@ -36,7 +36,7 @@ DOCKER_HUB_REGISTRY: Final = "index.docker.io"
 DOCKER_HUB_ALIAS: Final = "docker.io"
 
 # Go's regexp is not multiline by default and its \d is ASCII: hence \Z and [0-9].
-_LOCAL_HOST = re.compile(r".*\.local(?:host)?(?::[0-9]{1,5})?\Z")
+_LOCAL_HOST = re.compile(r".*\.local(host)?(?::[0-9]{1,5})?\Z")
 _RFC1918 = tuple(
     ipaddress.IPv4Network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 )
@@ -81,22 +81,31 @@ class ImageReference:
     def scheme(self) -> Literal["http", "https"]:
         """``http`` when asked (insecure) or for local and private hosts, else ``https``.
 
-        The rules are go-containerregistry's (contract §2.4.6), in its order: insecure;
-        an RFC 1918 IPv4 address before the first ``:``; a ``localhost:`` prefix; a
-        ``.local``/``.localhost`` name with an optional port; any ``127.0.0.1`` or ``::1``
-        inside the registry string. For ``http`` the client still tries https first (as
-        Docker clients do) and falls back to plain http; see ``registry.client``.
+        The rules are go-containerregistry's (contract §2.4.6); see ``plain_http``. For
+        ``http`` the client still tries https first (as Docker clients do) and falls back
+        to plain http; see ``registry.client``.
         """
-        if self.insecure:
-            return "http"
-        host = self.registry
-        if _is_rfc1918(host.split(":", 1)[0]):
-            return "http"
-        if host.startswith("localhost:") or _LOCAL_HOST.match(host):
-            return "http"
-        if "127.0.0.1" in host or "::1" in host:
-            return "http"
-        return "https"
+        return "http" if plain_http(self.registry, insecure=self.insecure) else "https"
+
+
+def plain_http(registry: str, *, insecure: bool, dot_local: bool = True) -> bool:
+    """Whether ``registry`` may be reached over plain http (go-containerregistry's rule).
+
+    In its order: insecure; an RFC 1918 IPv4 address before the first ``:``; a
+    ``localhost:`` prefix; a ``.localhost`` name (and, with ``dot_local``, a ``.local``
+    name, as go-containerregistry up to v0.19 and so Flux v0.31 had it) with an optional
+    port; any ``127.0.0.1`` or ``::1`` inside the registry string.
+    """
+    if insecure:
+        return True
+    if _is_rfc1918(registry.split(":", 1)[0]):
+        return True
+    if registry.startswith("localhost:"):
+        return True
+    match = _LOCAL_HOST.match(registry)
+    if match is not None and (dot_local or match.group(1) == "host"):
+        return True
+    return "127.0.0.1" in registry or "::1" in registry
 
 
 def _is_rfc1918(text: str) -> bool:

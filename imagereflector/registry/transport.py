@@ -7,7 +7,11 @@ a pool and an ``SSLContext`` on every reconcile.
 Invariants:
 
 * Sessions never read the process environment (``trust_env=False``): a proxy applies only
-  when an object asks for one, and then to every request of that call.
+  when an object asks for one, and then to every request of that call. An ``http://`` or
+  ``https://`` proxy is given to each request (``CONNECT`` for https registries); a
+  ``socks5://`` proxy is the session's connector, so every connection of that session
+  is a SOCKS5 tunnel, with the host name resolved by the proxy (Go's ``socks5`` does the
+  same).
 * The system trust store is always loaded; a TLSConfig's CA adds to it, never replaces it.
 * A client key exists on disk only while ``load_cert_chain`` reads it: in a fresh
   ``0600`` file that is removed before the context is used.
@@ -35,6 +39,7 @@ from typing import Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import aiohttp_socks
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -43,6 +48,11 @@ from imagereflector.registry.types import ProxyConfig, TLSConfig
 from imagereflector.registry.urls import is_metadata_address
 
 _NO_KEY_PASSWORD: Final = b""
+SOCKS5_SCHEME: Final = "socks5"
+SOCKS_ERRORS: Final = (aiohttp_socks.ProxyError, aiohttp_socks.ProxyConnectionError,
+                       aiohttp_socks.ProxyTimeoutError)
+"""What a SOCKS5 connector raises instead of aiohttp's errors (``socks_refused`` tells
+the proxy's refusal of the credentials from a failure to connect)."""
 
 
 class RegistryObserver(Protocol):
@@ -134,9 +144,36 @@ def _ssl_reason(err: BaseException) -> str:
     return type(err).__name__
 
 
+def is_socks(proxy: ProxyConfig | None) -> bool:
+    """Whether ``proxy`` is a SOCKS5 proxy."""
+    return proxy is not None and urlsplit(proxy.address).scheme == SOCKS5_SCHEME
+
+
+def socks_refused(err: BaseException) -> bool:
+    """Whether a SOCKS error is the proxy refusing to authenticate us (no retry helps),
+    as opposed to failing to connect or to reach the registry."""
+    if not isinstance(err, aiohttp_socks.ProxyError) or getattr(err, "error_code", None):
+        return False
+    text = str(err).lower()
+    return "authentication" in text
+
+
+def socks_connector(proxy: ProxyConfig, *, ssl_context: ssl.SSLContext) -> aiohttp.TCPConnector:
+    """A connector that tunnels every connection through the SOCKS5 ``proxy``."""
+    parts = urlsplit(proxy.address)
+    return aiohttp_socks.ProxyConnector(
+        proxy_type=aiohttp_socks.ProxyType.SOCKS5, host=parts.hostname or "",
+        port=parts.port or 1080, username=proxy.username or None,
+        password=proxy.password if proxy.username else None, rdns=True,
+        ssl=ssl_context, limit=64)
+
+
 def proxy_settings(proxy: ProxyConfig | None) -> tuple[str | None, Mapping[str, str] | None]:
-    """The proxy URL (never with userinfo) and the ``Proxy-Authorization`` header."""
-    if proxy is None or not proxy.address:
+    """The proxy URL (never with userinfo) and the ``Proxy-Authorization`` header.
+
+    Both are None for a SOCKS5 proxy, which is the session's connector instead.
+    """
+    if proxy is None or not proxy.address or is_socks(proxy):
         return None, None
     address = proxy.address if "://" in proxy.address else f"http://{proxy.address}"
     parts = urlsplit(address)
@@ -218,9 +255,12 @@ class SessionPool:
         if self._closed:
             raise RuntimeError("the registry session pool is closed")
         proxy_url, proxy_headers = proxy_settings(proxy)
+        connector = (socks_connector(proxy, ssl_context=context)
+                     if proxy is not None and is_socks(proxy)
+                     else aiohttp.TCPConnector(ssl=context, limit=64, ttl_dns_cache=60,
+                                               resolver=GuardedResolver()))
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=context, limit=64, ttl_dns_cache=60,
-                                           resolver=GuardedResolver()),
+            connector=connector,
             trust_env=False,
             timeout=aiohttp.ClientTimeout(total=None, connect=self._connect_timeout),
             headers={"User-Agent": self._user_agent},

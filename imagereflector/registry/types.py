@@ -7,6 +7,7 @@ shows secret material, so an accidental log line or exception text cannot leak i
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 
@@ -42,6 +43,23 @@ class Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class DeferredCredentials(Credentials):
+    """Credentials obtained only when the registry asks for them (a 401 challenge).
+
+    Flux v1.2 logs in to a cloud this way: the login runs inside the tag listing, so a
+    registry that lets anonymous callers list never causes one, and a failed login is a
+    failed scan. ``source`` returns the real credentials or raises
+    ``errors.CredentialSourceError``; the client calls it at most once per call.
+    """
+
+    source: Callable[[], Awaitable[Credentials]] | None = field(
+        default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return "DeferredCredentials(<on challenge>)"
+
+
+@dataclass(frozen=True, slots=True)
 class TLSConfig:
     """PEM material for one registry transport: extra CA certificates, client cert and key.
 
@@ -67,7 +85,8 @@ class TLSConfig:
 
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
-    """An HTTP(S) proxy for one object's registry traffic (``spec.proxySecretRef``).
+    """A proxy for one object's registry traffic (``spec.proxySecretRef``): ``http://``,
+    ``https://`` or ``socks5://``.
 
     ``address`` never carries userinfo: the credentials live in their own fields.
     """

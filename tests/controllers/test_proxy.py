@@ -72,8 +72,9 @@ async def test_wrong_proxy_password_is_a_clear_failure(registry: RegistryProcess
 @pytest.mark.parametrize(
     ("data", "message"),
     [({}, "invalid proxy secret 'proxy': key 'address' is missing"),
-     ({"address": "socks5://127.0.0.1:1080"},
-      "invalid proxy secret 'proxy': 'address' must be an http:// or https:// URL with a host"),
+     ({"address": "ftp://127.0.0.1:21"},
+      "invalid proxy secret 'proxy': 'address' must be an http://, https:// or socks5:// URL "
+      "with a host"),
      ({"address": "http://user:Planted-9f@127.0.0.1:3128"},
       "invalid proxy secret 'proxy': 'address' must not contain credentials; use the "
       "'username' and 'password' keys")],

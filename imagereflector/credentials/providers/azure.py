@@ -1,10 +1,15 @@
-"""Azure ACR login: an ARM token from the ambient identity, exchanged for an ACR refresh token.
+"""Azure ACR login: an Entra ID access token, exchanged for an ACR refresh token.
 
-The identity is azure-identity's ``DefaultAzureCredential`` (aio) limited to what a
-controller can have: environment service principal, workload identity
+The controller's identity is azure-identity's ``DefaultAzureCredential`` (aio) limited to
+what a controller can have: environment service principal, workload identity
 (``AZURE_FEDERATED_TOKEN_FILE``), managed identity and the Azure CLI, as azidentity's
 chain in v0.31; desktop-only sources (VS Code, PowerShell, azd, shared cache) are off.
-The ARM scope follows the registry's cloud (``classify.azure_cloud``). The exchange is
+An object's ServiceAccount (object-level workload identity) logs in as the app of its
+``azure.workload.identity/tenant-id`` and ``client-id`` annotations, with a Kubernetes
+token for ``api://AzureADTokenExchange`` as client assertion (azure-identity's
+``ClientAssertionCredential``; the authority is ``AZURE_AUTHORITY_HOST`` or Entra ID's).
+In v0.31 mode the scope is ARM's and follows the registry's cloud
+(``classify.azure_cloud``); Flux v1.2 asks for ACR's own audience. The exchange is
 ``POST https://<registry>/oauth2/exchange`` with ``grant_type=access_token``,
 ``service=<registry>`` and ``access_token=<ARM token>``; the answer's ``refresh_token``
 is the password of user ``00000000-0000-0000-0000-000000000000``.
@@ -26,20 +31,29 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
 from azure.core.exceptions import AzureError
-from azure.identity.aio import DefaultAzureCredential
+from azure.identity.aio import ClientAssertionCredential, DefaultAzureCredential
 
 from imagereflector.credentials.providers.base import (
     MAX_CAUSE_CHARS,
+    Account,
     ProviderError,
     ProviderToken,
+    TokenOptions,
     sanitize,
 )
-from imagereflector.credentials.providers.classify import AZURE, azure_cloud
+from imagereflector.credentials.providers.cache import Expiring
+from imagereflector.credentials.providers.classify import (
+    AZURE,
+    AZURE_AUDIENCE,
+    IdentityError,
+    azure_cloud,
+    azure_identity,
+)
 from imagereflector.registry.errors import InvalidResponseError, decode_json
 from imagereflector.registry.types import Credentials
 
@@ -85,6 +99,8 @@ class AzureLogin:
 
     ``exchange_url`` maps the registry host to its exchange endpoint; the default is the
     real one, tests point it at a local fake (the ``service`` field stays the real host).
+    ``assertion_options`` are extra keyword arguments of ``ClientAssertionCredential``
+    (tests give an ``authority`` and a ``transport`` that trusts their CA).
     """
 
     def __init__(
@@ -93,8 +109,10 @@ class AzureLogin:
         exchange_url: Callable[[str], str] = acr_exchange_url,
         timeout: float = 30.0,
         max_body: int = 1024 * 1024,
+        assertion_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._exchange_url = exchange_url
+        self._assertion_options = dict(assertion_options or {})
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._timeout_seconds = timeout
         self._max_body = max_body
@@ -115,10 +133,45 @@ class AzureLogin:
             expires_at=expires_at,
         )
 
-    async def _arm_token(self, scope: str) -> tuple[str, float]:
+    async def controller_token(self, options: TokenOptions) -> Expiring[object]:
+        """An access token of the controller's identity for ``options.scopes``."""
+        token, expires_on = await self._arm_token(*options.scopes)
+        return Expiring(token, expires_on)
+
+    async def audiences(self, account: Account) -> list[str]:
+        """``api://AzureADTokenExchange``."""
+        return [AZURE_AUDIENCE]
+
+    async def service_account_token(self, oidc_token: str, account: Account,
+                                    options: TokenOptions) -> Expiring[object]:
+        """An access token of the annotated app, with ``oidc_token`` as client assertion."""
+        try:
+            tenant, client = azure_identity(dict(account))
+        except IdentityError as err:
+            raise ProviderError(DISPLAY, str(err)) from None
+        try:
+            async with ClientAssertionCredential(
+                    tenant, client, lambda: oidc_token, **self._assertion_options) as credential:
+                token = await credential.get_token(*options.scopes)
+        except (AzureError, ValueError) as err:
+            cause = sanitize(identity_error_cause(str(err)), secrets=[oidc_token])
+            raise ProviderError(DISPLAY, cause) from None
+        return Expiring(token.token, float(token.expires_on))
+
+    async def registry_credentials(self, registry_input: str, token: Expiring[object],
+                                   options: TokenOptions) -> Expiring[Credentials]:
+        """The ACR refresh token for the host ``registry_input``; it expires when its JWT
+        says (a refresh token without one is used once, never cached)."""
+        if not isinstance(token.value, str):
+            raise ProviderError(DISPLAY, "the access token is not a bearer token")
+        refresh_token = await self._exchange(registry_input, token.value)
+        return Expiring(Credentials(username=ACR_USERNAME, password=refresh_token),
+                        jwt_expiry(refresh_token))
+
+    async def _arm_token(self, *scopes: str) -> tuple[str, float]:
         try:
             async with DefaultAzureCredential(**_CHAIN) as credential:
-                token = await credential.get_token(scope)
+                token = await credential.get_token(*scopes)
         except AzureError as err:
             raise ProviderError(DISPLAY, identity_error_cause(str(err))) from None
         return token.token, float(token.expires_on)

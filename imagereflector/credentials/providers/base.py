@@ -1,9 +1,12 @@
 """The seam every cloud login plugin implements, and the one error they raise.
 
-A plugin turns the controller's ambient cloud identity (environment, workload identity,
-instance metadata) into registry credentials for one registry host. It does not decide
-whether it should run: classification and the autologin flags live in ``classify``; the
-token cache lives in ``cache``; ``registry`` puts them together.
+A plugin turns a cloud identity into registry credentials in Flux v1.2's two steps: an
+*access token* (the controller's ambient identity: environment, workload identity,
+instance metadata; or an object's ServiceAccount token exchanged with the cloud's STS),
+then *registry credentials* made with that token. It does not decide whether it should
+run: classification, the autologin flags and pkg/auth's patterns live in ``classify``;
+the token cache lives in ``cache``; ``registry`` puts them together. ``login`` (both
+steps with the ambient identity) is what v0.31 mode uses.
 
 Invariants:
 
@@ -18,10 +21,11 @@ Invariants:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
+from imagereflector.credentials.providers.cache import Expiring
 from imagereflector.registry.types import Credentials
 
 MAX_CAUSE_CHARS: Final = 512
@@ -41,6 +45,49 @@ class ProviderToken:
 
     credentials: Credentials
     expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOptions:
+    """What an access token is asked for: the STS ``region`` (AWS), the ``scopes``
+    (Azure, GCP) and the object's ``proxy`` URL (without credentials) when it has one."""
+
+    region: str = ""
+    scopes: tuple[str, ...] = ()
+    proxy: str = ""
+
+
+Account = Mapping[str, Any]
+"""A ServiceAccount as the API returns it."""
+
+
+class CloudProvider(Protocol):
+    """Flux v1.2's steps for one cloud; every method raises ``ProviderError`` only."""
+
+    @property
+    def name(self) -> str:
+        """``aws``, ``azure`` or ``gcp``."""
+        ...
+
+    async def controller_token(self, options: TokenOptions) -> Expiring[object]:
+        """An access token of the controller's own (ambient) identity."""
+        ...
+
+    async def audiences(self, account: Account) -> list[str]:
+        """The audiences a token of ``account`` must carry for this cloud's STS."""
+        ...
+
+    async def service_account_token(self, oidc_token: str, account: Account,
+                                    options: TokenOptions) -> Expiring[object]:
+        """Exchange ``account``'s Kubernetes token for an access token of the identity its
+        annotations name."""
+        ...
+
+    async def registry_credentials(self, registry_input: str, token: Expiring[object],
+                                   options: TokenOptions) -> Expiring[Credentials]:
+        """Registry credentials made with ``token`` for ``registry_input`` (the ECR region or
+        ``public.ecr.aws``, the ACR host, or ``gcp``)."""
+        ...
 
 
 class ProviderLogin(Protocol):

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from imagereflector.registry.reference import InvalidReferenceError, parse_image_reference
+
 AWS: Final = "aws"
 AZURE: Final = "azure"
 GCP: Final = "gcp"
@@ -137,3 +139,166 @@ def select_provider(*, spec_provider: str, host: str, autologin: AutologinFlags)
         return None
     enabled = enabled_clouds(spec_provider=spec_provider, autologin=autologin)
     return cloud if cloud in enabled else None
+
+
+# --- Flux v1.2 (fluxcd/pkg auth) ---------------------------------------------------------
+# In v1.2 ``spec.provider`` decides the cloud and the host must belong to it; these are
+# pkg/auth's anchored patterns and messages, and its ServiceAccount annotations.
+
+ECR_PATTERN: Final = (
+    r"^([0-9]{12})\.dkr[.-]ecr(?:-fips)?\.([a-zA-Z0-9][a-zA-Z0-9_-]{0,99})\."
+    r"(amazonaws\.(?:com(?:\.cn)?|eu)|on\.(?:aws|amazonwebservices\.com\.cn)|sc2s\.sgov\.gov"
+    r"|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$"
+)
+GCR_PATTERN: Final = r"^(((.+\.)?gcr\.io)|(.+-docker\.pkg\.dev)|(docker\.s3nsregistry\.fr))$"
+ACR_PATTERN: Final = r"^.+\.(azurecr\.io|azurecr\.cn|azurecr\.de|azurecr\.us)$"
+PUBLIC_ECR: Final = "public.ecr.aws"
+_PUBLIC_ECR_HOSTS: Final = (PUBLIC_ECR, "ecr-public.aws.com")
+
+
+def _go_regexp(pattern: str) -> re.Pattern[str]:
+    """``pattern`` as Go's RE2 reads it: ``$`` is the very end, ``\\w`` is ASCII."""
+    return re.compile(pattern.removesuffix("$") + r"\Z", re.ASCII)
+
+
+_ECR_V12: Final = _go_regexp(ECR_PATTERN)
+_GCR_V12: Final = _go_regexp(GCR_PATTERN)
+_ACR_V12: Final = _go_regexp(ACR_PATTERN)
+
+AWS_ROLE_ARN_ANNOTATION: Final = "eks.amazonaws.com/role-arn"
+AWS_ROLE_ARN_PATTERN: Final = r"^arn:aws[\w-]*:iam::[0-9]{1,30}:role/.{1,200}$"
+AZURE_CLIENT_ID_ANNOTATION: Final = "azure.workload.identity/client-id"
+AZURE_TENANT_ID_ANNOTATION: Final = "azure.workload.identity/tenant-id"
+GCP_SERVICE_ACCOUNT_ANNOTATION: Final = "iam.gke.io/gcp-service-account"
+GCP_SERVICE_ACCOUNT_PATTERN: Final = (
+    r"^[a-zA-Z0-9-]{1,100}@[a-zA-Z0-9-]{1,100}\.iam\.gserviceaccount\.com$")
+GCP_WORKLOAD_IDENTITY_PROVIDER_ANNOTATION: Final = "gcp.auth.fluxcd.io/workload-identity-provider"
+GCP_WORKLOAD_IDENTITY_PROVIDER_PATTERN: Final = (
+    r"^projects/\d{1,30}/locations/global/workloadIdentityPools/[^/]{1,100}"
+    r"/providers/[^/]{1,100}$")
+AWS_AUDIENCE: Final = "sts.amazonaws.com"
+AZURE_AUDIENCE: Final = "api://AzureADTokenExchange"
+ACR_SCOPE: Final = "https://containerregistry.azure.net/.default"
+"""v1.2's scope for ACR (azcontainerregistry's audience), the same in every Azure cloud."""
+GCP_SCOPES: Final = ("https://www.googleapis.com/auth/cloud-platform",
+                     "https://www.googleapis.com/auth/userinfo.email")
+
+
+class RegistryMismatchError(ValueError):
+    """The image's host does not belong to ``spec.provider``'s cloud (Flux's message)."""
+
+
+def artifact_registry(image: str) -> str:
+    """pkg/auth's ``GetRegistryFromArtifactRepository``: ``image`` minus a trailing ``/``;
+    its parsed registry when it still has a ``/``, else the string itself."""
+    trimmed = image.removesuffix("/")
+    if "/" not in trimmed:
+        return trimmed
+    try:
+        return parse_image_reference(trimmed).registry
+    except InvalidReferenceError as err:
+        raise RegistryMismatchError(
+            f"failed to parse artifact repository '{image}': {err}") from None
+
+
+def parse_artifact_repository(provider: str, image: str) -> str:
+    """What identifies the registry to log in to (pkg/auth ``ParseArtifactRepository``):
+    the ECR region or ``public.ecr.aws``, the ACR host, or ``gcp``.
+
+    Raises ``RegistryMismatchError`` with Flux's ``invalid <cloud> registry`` message.
+    """
+    registry = artifact_registry(image)
+    if provider == AWS:
+        if registry in _PUBLIC_ECR_HOSTS:
+            return PUBLIC_ECR
+        match = _ECR_V12.match(registry)
+        if match is None:
+            raise RegistryMismatchError(
+                f"invalid AWS registry: '{registry}'. must match {ECR_PATTERN}")
+        return match.group(2)
+    if provider == GCP:
+        if _GCR_V12.match(registry) is None:
+            raise RegistryMismatchError(
+                f"invalid GCP registry: '{registry}'. must match {GCR_PATTERN}")
+        return GCP
+    if provider == AZURE:
+        if _ACR_V12.match(registry) is None:
+            raise RegistryMismatchError(
+                f"invalid Azure registry: '{registry}'. must match {ACR_PATTERN}")
+        return registry
+    raise RegistryMismatchError(f"invalid provider: '{provider}'")
+
+
+def legacy_registry_input(provider: str, *, image: str, host: str) -> str:
+    """The same input under v0.31's rules (the host already classified as ``provider``'s):
+    the region found anywhere in the image, the image's first path segment, or ``gcp``."""
+    if provider == AWS:
+        ecr = parse_ecr(image)
+        return ecr.region if ecr is not None else ""
+    if provider == AZURE:
+        return image.split("/", 1)[0]
+    return GCP if provider == GCP else host
+
+
+class IdentityError(ValueError):
+    """A ServiceAccount's annotations do not name a usable cloud identity (Flux's message)."""
+
+
+def _annotations(account: dict[str, object]) -> dict[str, str]:
+    metadata = account.get("metadata")
+    found = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): str(v) for k, v in found.items() if isinstance(v, str)}
+
+
+def aws_role_arn(account: dict[str, object]) -> str:
+    """The role of ``eks.amazonaws.com/role-arn``; ``IdentityError`` unless it is one."""
+    arn = _annotations(account).get(AWS_ROLE_ARN_ANNOTATION, "")
+    if _go_regexp(AWS_ROLE_ARN_PATTERN).match(arn) is None:
+        raise IdentityError(f"invalid {AWS_ROLE_ARN_ANNOTATION} annotation: '{arn}'. "
+                            f"must match {AWS_ROLE_ARN_PATTERN}")
+    return arn
+
+
+def azure_identity(account: dict[str, object]) -> tuple[str, str]:
+    """Tenant and client id from the ``azure.workload.identity/*`` annotations."""
+    annotations = _annotations(account)
+    if AZURE_TENANT_ID_ANNOTATION not in annotations:
+        raise IdentityError("azure tenant ID is not set in the service account annotation "
+                            f"{AZURE_TENANT_ID_ANNOTATION}")
+    if AZURE_CLIENT_ID_ANNOTATION not in annotations:
+        raise IdentityError("azure client ID is not set in the service account annotation "
+                            f"{AZURE_CLIENT_ID_ANNOTATION}")
+    return annotations[AZURE_TENANT_ID_ANNOTATION], annotations[AZURE_CLIENT_ID_ANNOTATION]
+
+
+def gcp_service_account_email(account: dict[str, object]) -> str:
+    """The Google service account to impersonate, "" for direct access."""
+    email = _annotations(account).get(GCP_SERVICE_ACCOUNT_ANNOTATION, "")
+    if email and _go_regexp(GCP_SERVICE_ACCOUNT_PATTERN).match(email) is None:
+        raise IdentityError(f"invalid {GCP_SERVICE_ACCOUNT_ANNOTATION} annotation: '{email}'. "
+                            f"must match {GCP_SERVICE_ACCOUNT_PATTERN}")
+    return email
+
+
+def gcp_workload_identity_provider_audience(account: dict[str, object]) -> str:
+    """``//iam.googleapis.com/<provider>`` of the annotated workload identity provider
+    (a cluster outside GKE), "" when there is none (GKE's own pool is used)."""
+    provider = _annotations(account).get(GCP_WORKLOAD_IDENTITY_PROVIDER_ANNOTATION, "")
+    if not provider:
+        return ""
+    if _go_regexp(GCP_WORKLOAD_IDENTITY_PROVIDER_PATTERN).match(provider) is None:
+        raise IdentityError(
+            f"invalid {GCP_WORKLOAD_IDENTITY_PROVIDER_ANNOTATION} annotation: '{provider}'. "
+            f"must match {GCP_WORKLOAD_IDENTITY_PROVIDER_PATTERN}")
+    return f"//iam.googleapis.com/{provider}"
+
+
+def cloud_identity(provider: str, account: dict[str, object]) -> str:
+    """pkg/auth ``GetIdentity``: the role ARN, ``tenant/client`` or the e-mail."""
+    if provider == AWS:
+        return aws_role_arn(account)
+    if provider == AZURE:
+        return "/".join(azure_identity(account))
+    return gcp_service_account_email(account)

@@ -309,7 +309,6 @@ async def test_workload_identity_end_to_end_in_child(tmp_path: Path, accepted: b
     for secret in [exchange.refresh_token, assertion, f"wrong-{PLANTED}", *tokens.issued]:
         assert secret not in run.stdout
         assert secret not in run.stderr
-    assert "logging in to Azure ACR for myregistry.azurecr.io/app" in run.stderr
     entra_posts = [r for r in entra.requests if r.method == "POST"]
     if not accepted:
         (first, second) = run.answer["results"]
@@ -319,7 +318,9 @@ async def test_workload_identity_end_to_end_in_child(tmp_path: Path, accepted: b
         assert message.startswith("ACR authentication failed: DefaultAzureCredential failed")
         assert "WorkloadIdentityCredential: " in message
         assert "AADSTS700016" in message
-        assert run.answer["events"] == [["azure", "miss"], ["azure", "miss"]]
+        # Entra ID refused: no registry credentials were asked for, nor logged.
+        assert run.answer["events"] == []
+        assert "logging in to Azure ACR" not in run.stderr
         assert run.answer["list_error"].startswith("AuthError")
         assert exchange.requests == []
         return
@@ -328,6 +329,7 @@ async def test_workload_identity_end_to_end_in_child(tmp_path: Path, accepted: b
         {"anonymous": False, "username": ACR_USERNAME},
     ]
     assert run.answer["events"] == [["azure", "miss"], ["azure", "hit"]]
+    assert "logging in to Azure ACR for myregistry.azurecr.io/app" in run.stderr
     assert sorted(run.answer["tags"]) == ["a", "b"]
     assert len(entra_posts) == 1
     assert entra_posts[0].form["scope"] == "https://management.azure.com/.default"

@@ -38,6 +38,10 @@ class FutureClock:
         """2014-01-01."""
         return 1_388_534_400.0
 
+    def monotonic(self) -> float:
+        """Any steady value: the test does not move time."""
+        return 100.0
+
 
 def test_missing_plugin_fails_at_construction() -> None:
     with pytest.raises(ValueError, match="no login plugin for provider\\(s\\): azure"):
@@ -90,12 +94,13 @@ async def test_cached_until_forgotten(aws_env: str, monkeypatch: pytest.MonkeyPa
     providers = ProviderRegistry.default(
         autologin=AutologinFlags(aws=True), observer=events, clock=FutureClock()
     )
-    args = {"provider": "generic", "image": f"{ECR}/app", "registry": ECR}
-    first = await providers.credentials(**args)
+    image = f"{ECR}/app"
+    first = await providers.credentials(provider="generic", image=image, registry=ECR)
     assert first is not None
     assert first.username == "AWS"
     # Another repository on the same registry shares the token.
-    assert await providers.credentials(**(args | {"image": f"{ECR}/other"})) == first
-    providers.forget(**args)
-    assert await providers.credentials(**args) == first
+    other = await providers.credentials(provider="generic", image=f"{ECR}/other", registry=ECR)
+    assert other == first
+    providers.forget(provider="generic", image=image, registry=ECR)
+    assert await providers.credentials(provider="generic", image=image, registry=ECR) == first
     assert events.seen == [("aws", "miss"), ("aws", "hit"), ("aws", "miss")]
