@@ -8,7 +8,17 @@
   ``DefaultAzureCredential`` without touching the process's TLS trust.
 * ``AcrExchangeFake``: the registry side of ACR, ``POST /oauth2/exchange``. It only
   accepts ARM tokens one of the identity fakes issued, for the expected ``service``.
-* ``GceMetadataFake``: the GCE/GKE metadata server (``Metadata-Flavor: Google``).
+* ``GceMetadataFake``: the GCE/GKE metadata server (``Metadata-Flavor: Google``), with
+  the GKE cluster attributes object-level workload identity reads.
+* ``GoogleStsFake``: Google's STS token exchange (``POST /v1/token``) and IAM
+  Credentials' ``generateAccessToken`` (impersonation), for object-level workload identity.
+* ``AwsStsFront``: a front of moto's STS that checks the web identity token of
+  ``AssumeRoleWithWebIdentity`` before moto answers (moto checks none).
+
+Object-level workload identity fakes take a ``check`` of the Kubernetes token they are
+given (``tests.credentials.kubetokens``): the token must be the real API server's, for
+the cloud's audience and the ServiceAccount's subject, or the fake refuses it as the
+cloud would.
 
 How the tokens become registry logins: the real ``docker-registry`` is started with an
 htpasswd user whose password *is* the token the fake hands out (ACR refresh token, GCP
@@ -31,10 +41,14 @@ import json
 import secrets
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
+import aiohttp
 from aiohttp import web
 
 from tests.fakes.certs import CertAuthority
@@ -155,7 +169,7 @@ class EntraFake(_Fake):
 
     def __init__(
         self, *, ca: CertAuthority, cert_dir: Path, tenant: str, client_id: str,
-        assertion: str, tokens: ArmTokens,
+        assertion: str | Callable[[str], bool], tokens: ArmTokens,
     ) -> None:
         pair = ca.issue(cert_dir, "entra")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -170,10 +184,13 @@ class EntraFake(_Fake):
         """Issue an ARM token for a matching assertion; AADSTS-style errors otherwise."""
         if request.method != "POST" or request.path != f"/{self.tenant}/oauth2/v2.0/token":
             return web.json_response({"error": "not_found"}, status=404)
+        given = form.get("client_assertion", "")
+        accepted = (self.assertion(given) if callable(self.assertion)
+                    else given == self.assertion)
         valid = (
             form.get("grant_type") == "client_credentials"
             and form.get("client_id") == self.client_id
-            and form.get("client_assertion") == self.assertion
+            and accepted
         )
         if not valid:
             return web.json_response(
@@ -249,10 +266,12 @@ class AcrExchangeFake(_Fake):
 class GceMetadataFake(_Fake):
     """The GCE metadata server as google-auth's compute-engine credentials use it."""
 
-    def __init__(self, *, email: str = "irc@test-project.iam.gserviceaccount.com") -> None:
+    def __init__(self, *, email: str = "irc@test-project.iam.gserviceaccount.com",
+                 location: str = "europe-west1", cluster: str = "fleet-1") -> None:
         super().__init__()
         self.email = email
         self.token = f"ya29.{secrets.token_hex(24)}"
+        self.attributes = {"cluster-location": location, "cluster-name": cluster}
 
     @property
     def token_requests(self) -> int:
@@ -270,6 +289,9 @@ class GceMetadataFake(_Fake):
         path = request.path
         if path == f"{base}project/project-id":
             return web.Response(text="test-project", headers=headers)
+        attribute = path.removeprefix(f"{base}instance/attributes/")
+        if attribute in self.attributes:
+            return web.Response(text=self.attributes[attribute], headers=headers)
         accounts = f"{base}instance/service-accounts/"
         # google-auth asks for "default" first, then by the e-mail it learnt.
         account = path.removeprefix(accounts).split("/", 1)[0]
@@ -283,3 +305,63 @@ class GceMetadataFake(_Fake):
                     "token_type": "Bearer"}
             return web.json_response(body, headers=headers)
         return web.Response(status=404, text="not found", headers=headers)
+
+
+class GoogleStsFake(_Fake):
+    """Google STS (``POST /v1/token``, token exchange) and IAM Credentials
+    (``POST /v1/projects/-/serviceAccounts/<email>:generateAccessToken``) on one server."""
+
+    def __init__(self, *, check: Callable[[str, str], bool], email: str) -> None:
+        super().__init__()
+        self.check = check
+        self.email = email
+        self.federated = f"federated-{secrets.token_hex(12)}"
+        self.impersonated = f"ya29.impersonated-{secrets.token_hex(12)}"
+        self.exchanges: list[dict[str, str]] = []
+
+    async def handle(self, request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+        """Exchange a checked subject token; impersonate with a federated token."""
+        if request.method == "POST" and request.path == "/v1/token":
+            self.exchanges.append(form)
+            if (form.get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange"
+                    or form.get("subject_token_type") != "urn:ietf:params:oauth:token-type:jwt"
+                    or not self.check(form.get("subject_token", ""), form.get("audience", ""))):
+                return web.json_response({"error": "invalid_grant",
+                                          "error_description": "bad subject token"}, status=400)
+            return web.json_response({
+                "access_token": self.federated, "token_type": "Bearer", "expires_in": 3600,
+                "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})
+        wanted = f"/v1/projects/-/serviceAccounts/{self.email}:generateAccessToken"
+        if request.method == "POST" and request.path == wanted:
+            if request.headers.get("Authorization") != f"Bearer {self.federated}":
+                return web.json_response({"error": {"code": 401, "status": "UNAUTHENTICATED"}},
+                                         status=401)
+            expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return web.json_response({"accessToken": self.impersonated, "expireTime": expires})
+        return web.json_response({"error": {"code": 404, "status": "NOT_FOUND"}}, status=404)
+
+
+class AwsStsFront(_Fake):
+    """Checks ``AssumeRoleWithWebIdentity``'s token, then lets moto answer the request."""
+
+    def __init__(self, *, moto: str, check: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.moto = moto
+        self.check = check
+        self.assumed: list[dict[str, str]] = []
+
+    async def handle(self, request: web.Request, form: dict[str, str]) -> web.StreamResponse:
+        """Refuse a token the API server did not issue for STS; forward the rest."""
+        if form.get("Action") == "AssumeRoleWithWebIdentity":
+            self.assumed.append(form)
+            if not self.check(form.get("WebIdentityToken", "")):
+                body = ("<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken"
+                        "</Code><Message>token refused</Message></Error></ErrorResponse>")
+                return web.Response(status=400, text=body, content_type="text/xml")
+        headers: dict[str, Any] = {k: v for k, v in request.headers.items()
+                                   if k.lower() not in ("host", "content-length")}
+        async with aiohttp.ClientSession() as session, session.post(
+                self.moto + request.path_qs, data=form, headers=headers) as answer:
+            body_bytes = await answer.read()
+            return web.Response(status=answer.status, body=body_bytes,
+                                content_type=answer.content_type)
