@@ -107,6 +107,8 @@ _RESOURCES: dict[str, _Resource] = {
                                      "ClusterRoleBinding"),
 }
 _BY_KIND = {r.kind: plural for plural, r in _RESOURCES.items()}
+_COLLECTIONS: dict[str, list[str]] = {}
+"""Per API server: its namespaced collections, found by discovery once per session."""
 _LABELLED = (REPOS, POLICIES)
 _PATCH_TYPES = {"merge": "application/merge-patch+json",
                 "json": "application/json-patch+json",
@@ -230,6 +232,65 @@ class AdminApi:
             found: JSON = await resp.json()
             return found
 
+    async def _arequest(self, method: str, path: str, body: Any = None, *,
+                        content_type: str = "application/json") -> tuple[int, JSON]:
+        data = json.dumps(body).encode() if body is not None else None
+        async with self.session().request(method, path, data=data, headers={
+                "Content-Type": content_type}) as resp:
+            raw = await resp.read()
+            decoded = json.loads(raw) if raw.strip().startswith(b"{") else {}
+            return resp.status, decoded
+
+    async def delete_namespace(self, namespace: str, *, within: float = 60.0) -> None:
+        """Delete a namespace and all it holds, as ``Cluster.delete_namespace`` does (the
+        namespace controller's job: delete every namespaced kind by collection, clear the
+        finalizers of what is marked for deletion, then finalize the namespace), but
+        over kept-alive connections, every kind at once and discovery read once per
+        session: about half the time of the original, which opens a TLS connection
+        per request and asks the kinds one after another."""
+        quoted = urllib.parse.quote(namespace, safe="")
+        status, _ = await self._arequest("DELETE", f"/api/v1/namespaces/{quoted}")
+        if status == 404:
+            return
+        collections = [t.format(ns=quoted) for t in await self._collections()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        # The controller is stopped: nobody else removes its finalizer, so this does.
+        while sum(await asyncio.gather(*(self._empty(c) for c in collections))):
+            if loop.time() > deadline:
+                raise AssertionError(f"namespace {namespace} still holds objects")
+            await asyncio.sleep(0.05)
+        status, found = await self._arequest("GET", f"/api/v1/namespaces/{quoted}")
+        if status == 404:
+            return
+        found.setdefault("spec", {})["finalizers"] = []
+        await self._arequest("PUT", f"/api/v1/namespaces/{quoted}/finalize", found)
+        while (await self._arequest("GET", f"/api/v1/namespaces/{quoted}"))[0] != 404:
+            if loop.time() > deadline:
+                raise AssertionError(f"namespace {namespace} still present")
+            await asyncio.sleep(0.05)
+
+    async def _collections(self) -> builtins.list[str]:
+        """Every namespaced collection path (with ``{ns}``), from discovery, once."""
+        if self.testbed.server not in _COLLECTIONS:
+            _COLLECTIONS[self.testbed.server] = await asyncio.to_thread(
+                self.testbed.namespaced_resources)
+        return _COLLECTIONS[self.testbed.server]
+
+    async def _empty(self, collection: str) -> int:
+        """Delete a collection; clear finalizers of what stays; how many objects stay."""
+        await self._arequest("DELETE", collection)
+        status, listed = await self._arequest("GET", collection)
+        items: builtins.list[JSON] = listed.get("items") or [] if status == 200 else []
+        for item in items:
+            meta = item.get("metadata") or {}
+            if meta.get("finalizers") and meta.get("deletionTimestamp"):
+                name = urllib.parse.quote(meta["name"], safe="")
+                await self._arequest("PATCH", f"{collection}/{name}",
+                                     {"metadata": {"finalizers": None}},
+                                     content_type=_PATCH_TYPES["merge"])
+        return len(items)
+
     async def alist(self, resource: str, namespace: str) -> builtins.list[JSON]:
         """``list`` of one namespace without blocking the event loop."""
         path = _path(resource, namespace)
@@ -283,24 +344,11 @@ class KubeTest:
         for cleanup in reversed(self._cleanups):
             with contextlib.suppress(ApiError):
                 cleanup()
-        await self.api.close()
-        # One thread per namespace: each deletion polls the server until its namespace
-        # is gone, and a test with a dozen namespaces should not wait for them in turn.
-        await asyncio.gather(*(asyncio.to_thread(self._delete_namespace, ns)
-                               for ns in self.namespaces))
-
-    def _delete_namespace(self, namespace: str) -> None:
-        # The controller is stopped by now, so nobody will remove its finalizer: take the
-        # image objects out first, or the generic deletion below waits a round for them.
-        for resource in _LABELLED:
-            with contextlib.suppress(ApiError):
-                self.testbed.request("DELETE", _path(resource, namespace))
-            for item in self.api.list(resource, namespace):
-                if item["metadata"].get("finalizers"):
-                    with contextlib.suppress(ApiError):
-                        self.api.patch(resource, namespace, item["metadata"]["name"],
-                                       {"metadata": {"finalizers": None}})
-        self.testbed.delete_namespace(namespace)
+        try:
+            # All at once: a test with a dozen namespaces should not wait for them in turn.
+            await asyncio.gather(*(self.api.delete_namespace(ns) for ns in self.namespaces))
+        finally:
+            await self.api.close()
 
 
 def _kubeconfig_token(path: Path) -> str:
