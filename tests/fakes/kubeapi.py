@@ -1,8 +1,11 @@
 """A fake Kubernetes API server for tests: real REST over HTTP on 127.0.0.1.
 
-There is no kube-apiserver on these machines, and no package fakes one faithfully, so this
-is an aiohttp server speaking the Kubernetes REST API well enough for kubernetes_asyncio
-(typed APIs and ``watch.Watch``), this project's client and ``kubectl``. Semantics live in
+An aiohttp server speaking the Kubernetes REST API well enough for kubernetes_asyncio
+(typed APIs and ``watch.Watch``), this project's client and ``kubectl``. The controller's
+tests run on the real kube-apiserver (``tests/controllers/realharness.py``); this fake
+remains for what a real server cannot do on cue, such as storing objects its validation
+would refuse or sending bookmarks every few milliseconds (the list, with reasons, is in
+``docs/architecture.md``, "Tests"). Semantics live in
 ``kubeapi_store`` (the one code path for HTTP and the Python-side helpers); this module is
 the HTTP front, fault injection and request recording.
 
