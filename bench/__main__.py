@@ -1,9 +1,14 @@
 """``python -m bench``: run every benchmark, print one line each, optionally write the doc.
 
-``--quick`` runs reduced sizes (all benchmarks, well under two minutes) and never writes
-``docs/performance.md`` unless ``--write-doc`` is given too; the full run (``make
-bench``) passes ``--write-doc``. A benchmark that fails is reported as such (line and
-document) and the others still run.
+``--quick`` runs reduced sizes (all benchmarks, the side by side with 200 objects; about
+a minute and a half on two quiet cores) and never writes ``docs/performance.md`` unless
+``--write-doc`` is given too; the full run (``make bench``) passes ``--write-doc``.
+``--out FILE`` writes the document elsewhere (to look at a quick run's rendering). A
+benchmark that fails is reported as such (line and document) and the others still run.
+
+The fleet benchmarks need the testbed binaries (kube-apiserver, etcd, kubectl and
+Flux's controller v0.31.0): they are built on first use (``testbed.build``; minutes
+once, then cached).
 """
 
 from __future__ import annotations
@@ -16,8 +21,16 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import fleet_bench, micro_bench, profile_scan, scan_bench, worst_case_bench
+from bench import (
+    fleet_bench,
+    micro_bench,
+    profile_scan,
+    scan_bench,
+    worst_case_bench,
+)
 from bench.common import REPO_ROOT, Result, machine
+from bench.fleet_bench import Fleet
+from bench.peers import versions
 from bench.report import Plan, write_report
 
 
@@ -26,9 +39,8 @@ def plan(quick: bool) -> list[Plan]:
     if quick:
         return [
             Plan("scan", lambda tmp: scan_bench.run(tmp, runs=3, quick=True)),
-            Plan("fleet", lambda tmp: fleet_bench.fleet(
-                tmp, "fleet-200x100", objects=200, tags=100, concurrent=4,
-                idle_seconds=10, startup_settle=3)),
+            Plan("fleet", lambda tmp: fleet_bench.side_by_side(
+                tmp, Fleet(200, 100, idle_seconds=10, restart_settle=3))),
             Plan("store", lambda tmp: [micro_bench.store(tmp, objects=100, repeats=3)]),
             Plan("policy", lambda _: [micro_bench.policy(runs=3),
                                       micro_bench.scan_steps(runs=3),
@@ -37,19 +49,15 @@ def plan(quick: bool) -> list[Plan]:
         ]
     return [
         Plan("scan", lambda tmp: scan_bench.run(tmp, runs=15, quick=False)),
-        Plan("fleet", lambda tmp: fleet_bench.fleet(
-            tmp, "fleet-1000x100", objects=1000, tags=100, concurrent=4,
-            idle_seconds=60, startup_settle=10)),
-        Plan("fleet", lambda tmp: fleet_bench.fleet(
-            tmp, "fleet-1000x100-c16", objects=1000, tags=100, concurrent=16)),
-        # Default flags throughout: the controller turns its client-side API limit off when
-        # the API server has Priority and Fairness, as the fake one (like every real server
-        # since 1.20) announces; the raised-limit runs of the first report are no longer
-        # different runs.
-        Plan("fleet", lambda tmp: fleet_bench.fleet(
-            tmp, "fleet-1000x1000", objects=1000, tags=1000, concurrent=4)),
-        Plan("fleet", lambda tmp: fleet_bench.fleet(
-            tmp, "fleet-10000x100", objects=10000, tags=100, concurrent=4, within=1800)),
+        # Side by side on the real API server, ours then Flux's, each in a fresh cluster;
+        # the first fleet also measures idle (2 min: Go forces a GC every 2 min, so a
+        # shorter window could miss Flux's periodic work) and a restart on a warm store.
+        Plan("fleet", lambda tmp: fleet_bench.side_by_side(
+            tmp, Fleet(1000, 100, idle_seconds=120, restart_settle=10))),
+        Plan("fleet", lambda tmp: fleet_bench.side_by_side(tmp, Fleet(1000, 100, concurrent=16))),
+        Plan("fleet", lambda tmp: fleet_bench.side_by_side(tmp, Fleet(1000, 1000))),
+        Plan("fleet", lambda tmp: fleet_bench.side_by_side(
+            tmp, Fleet(10000, 100, within=3600))),
         Plan("store", lambda tmp: [micro_bench.store(tmp, objects=1000)]),
         Plan("policy", lambda _: [micro_bench.policy(runs=15),
                                   micro_bench.scan_steps(runs=15),
@@ -71,9 +79,11 @@ def _run_one(item: Plan, tmp: Path) -> list[Result]:
 def main(argv: list[str] | None = None) -> int:
     """Run the plan; print lines; write the report when asked."""
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--quick", action="store_true", help="reduced sizes, < 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes, a few minutes")
     parser.add_argument("--write-doc", action="store_true",
                         help="write docs/performance.md from this run")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "performance.md",
+                        help="where --write-doc writes (default docs/performance.md)")
     parser.add_argument("--only", action="append", default=[],
                         help="run only these kinds (scan, fleet, store, policy, worst)")
     args = parser.parse_args(argv)
@@ -92,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         print(f"bench: {len(results)} results in {elapsed:.0f} s", flush=True)
         if args.write_doc:
-            out = REPO_ROOT / "docs" / "performance.md"
+            out = args.out.resolve()
             write_report(out, results, machine(), quick=args.quick, profile=profile,
-                         elapsed=elapsed)
-            print(f"bench: wrote {out.relative_to(REPO_ROOT)}")
+                         elapsed=elapsed, versions=versions())
+            print(f"bench: wrote {out}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 1 if any(r.name.endswith("-failed") for r in results) else 0

@@ -1,8 +1,9 @@
 """Shared plumbing of the benchmarks: results, statistics, processes, /proc and /metrics.
 
 Invariants:
-* ``Service`` and ``ControllerProcess`` always stop what they started (terminate, then
-  kill after a grace period) when their ``with`` block ends, also on errors.
+* ``service`` always stops what it started (terminate, then kill after a grace period)
+  when its ``with`` block ends, also on errors; controllers are started and stopped the
+  same way by ``bench.peers.run_controller``.
 * Waits poll with a deadline; a deadline passing raises ``BenchError`` with the
   process's log tail instead of hanging.
 * Results carry raw numbers (``data``) for the report and one printable ``line``.
@@ -127,24 +128,6 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return 0, ""
 
 
-def http_post_json(url: str, doc: JSON, timeout: float = 600.0) -> JSON:
-    """POST a JSON document and return the JSON answer."""
-    req = urllib.request.Request(url, data=json.dumps(doc).encode(),  # noqa: S310 - loopback
-                                 method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback
-        answer: JSON = json.loads(resp.read())
-        return answer
-
-
-def get_json(url: str, timeout: float = 30.0) -> JSON:
-    """GET a JSON document."""
-    status, body = http_get(url, timeout)
-    if status != 200:
-        raise BenchError(f"GET {url}: HTTP {status}")
-    doc: JSON = json.loads(body)
-    return doc
-
-
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? "
                      r"(?P<value>\S+)$")
 
@@ -216,7 +199,8 @@ def _tail(path: Path, size: int = 3000) -> str:
 
 @dataclass(slots=True)
 class ControllerProcess:
-    """``imagereflector controller`` as a child process on ephemeral loopback ports."""
+    """A controller (ours or Flux's, ``bench.peers``) as a child process on ephemeral
+    loopback ports: its /metrics, /readyz and /proc figures."""
 
     proc: subprocess.Popen[bytes]
     metrics_port: int
@@ -226,7 +210,7 @@ class ControllerProcess:
 
     @property
     def pid(self) -> int:
-        """The controller's process id (the console script runs Python in-process)."""
+        """The controller's process id (Python itself, or Flux's Go binary)."""
         return self.proc.pid
 
     def metrics(self) -> str:
@@ -247,7 +231,7 @@ class ControllerProcess:
         return http_get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=1.0)[0] == 200
 
     def wait_ready(self, within: float = 60.0) -> float:
-        """Seconds from process start until /readyz answered 200."""
+        """Seconds from process start until /readyz answered 200 (polled every 5 ms)."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -256,22 +240,3 @@ class ControllerProcess:
                 return time.perf_counter() - self.started_at
             time.sleep(0.005)
         raise BenchError(f"controller not ready in {within}s:\n{_tail(self.log)}")
-
-
-@contextlib.contextmanager
-def controller(kubeconfig: str, storage: Path, log: Path, *, concurrent: int = 4,
-               extra: Sequence[str] = ()) -> Iterator[ControllerProcess]:
-    """Start ``imagereflector controller`` (registry QPS unlimited) and stop it after."""
-    metrics_port, health_port = free_port(), free_port()
-    args = [str(VENV_BIN / "imagereflector"), "controller", f"--kubeconfig={kubeconfig}",
-            f"--storage-path={storage}", f"--metrics-addr=127.0.0.1:{metrics_port}",
-            f"--health-addr=127.0.0.1:{health_port}", "--registry-qps=0",
-            f"--concurrent={concurrent}", *extra]
-    with log.open("ab") as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    try:
-        yield ControllerProcess(proc, metrics_port, health_port, log, started)
-    finally:
-        stop_process(proc)

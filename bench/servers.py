@@ -1,19 +1,26 @@
-"""The servers a benchmark talks to, each started in a process of its own.
+"""The registry a benchmark talks to, started in a process of its own.
 
 ``python -m bench.servers registry --tmp DIR --spec JSON`` starts the real
-``docker-registry``, seeds it and starts paginating fronts; ``python -m bench.servers
-kubeapi --tmp DIR`` starts the fake Kubernetes API server and a small control endpoint.
-Either prints one JSON line with its addresses on stdout once it is ready, then serves
-until stdin closes or it gets SIGTERM/SIGINT, and stops everything it started.
+``docker-registry``, seeds it and starts paginating fronts; with ``--metrics`` the
+registry also serves its own Prometheus counters (``registry_http_requests_total`` by
+handler, method and code) on a second loopback port, which is how the fleet and soak
+runs count registry requests for both controllers alike (Flux's controller has no
+registry metric of its own). It prints one JSON line with its addresses on stdout once
+it is ready, then serves until stdin closes or it gets SIGTERM/SIGINT, and stops
+everything it started.
 
-Why separate processes: the fronts and the fake API server are Python on an event loop;
-in the benchmark's own process their CPU would be charged to the code under test.
+Why a separate process: the fronts are Python on an event loop; in the benchmark's own
+process their CPU would be charged to the code under test. The Kubernetes API server of
+the fleet and soak runs is the real one (``bench.kube``), not started here.
 
 Invariants:
 * Loopback only; the registry storage is removed on exit (``RegistryProcess.stop``).
 * Seeding ``alias`` repositories makes them directory symlinks to one seeded repository:
   the registry lists them as distinct repositories, which makes 10,000 repositories
   cheap to create; tag listings read the same directory as a real copy would.
+* The counted registry is the same ``docker-registry`` binary and storage layout as
+  ``tests.fakes.registry.start_registry`` (which has no metrics switch); only the
+  ``http.debug`` section differs.
 """
 
 from __future__ import annotations
@@ -24,9 +31,13 @@ import bisect
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import stat
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,11 +45,17 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.fronts import PaginatingFront, _registry_error
-from tests.fakes.kubeapi import FakeKubeAPI
-from tests.fakes.registry import LoopbackApp, RegistryProcess, start_registry
+from tests.fakes.ports import process_listens
+from tests.fakes.registry import (
+    REGISTRY_BINARY,
+    RegistryProcess,
+    RegistryStartError,
+    free_port,
+    start_registry,
+)
 
 JSON = dict[str, Any]
-REPOS = "imagerepositories"
+_TMPFS = Path("/dev/shm")
 
 
 class CachedPaginatingFront(PaginatingFront):
@@ -134,9 +151,66 @@ def _announce(doc: JSON) -> None:
     sys.stdout.flush()
 
 
-async def run_registry(tmp: Path, spec: list[JSON], page_sizes: list[int]) -> None:
+def start_counted_registry(tmp: Path) -> tuple[RegistryProcess, str]:
+    """``docker-registry`` with its Prometheus endpoint on; the process and metrics URL.
+
+    Storage on tmpfs when there is one (as ``start_registry`` does), so 10,000
+    repositories of symlinks and a seeded tag directory cost no disk. Raises
+    ``RegistryStartError`` with the log when it does not listen within 10 s.
+    """
+    tmp.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="registry-", dir=tmp))
+    on_tmpfs = _TMPFS.is_dir() and os.access(_TMPFS, os.W_OK)
+    root = Path(tempfile.mkdtemp(prefix="irc-bench-registry-", dir=_TMPFS)) if on_tmpfs \
+        else workdir / "storage"
+    root.mkdir(exist_ok=True)
+    for _ in range(3):  # a port taken between choosing and binding: try another
+        port, debug = free_port(), free_port()
+        config = {
+            "version": 0.1,
+            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(root)},
+                        "maintenance": {"uploadpurging": {"enabled": False}}},
+            "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16),
+                     "debug": {"addr": f"127.0.0.1:{debug}",
+                               "prometheus": {"enabled": True, "path": "/metrics"}}},
+        }
+        config_file = workdir / "config.yml"
+        config_file.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        log_file = workdir / f"registry-{port}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        with log_file.open("wb") as log:
+            proc = subprocess.Popen([REGISTRY_BINARY, "serve", str(config_file)],
+                                    stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        reg = RegistryProcess(process=proc, port=port, scheme="http", root=root,
+                              workdir=workdir, log_file=log_file,
+                              scratch=root if on_tmpfs else None)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if process_listens(proc.pid, port) and process_listens(proc.pid, debug):
+                return reg, f"http://127.0.0.1:{debug}/metrics"
+            time.sleep(0.01)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        if "address already in use" not in reg.log():
+            break
+    if on_tmpfs:
+        shutil.rmtree(root, ignore_errors=True)
+    raise RegistryStartError(f"docker-registry did not start:\n{reg.log()}")
+
+
+async def run_registry(tmp: Path, spec: list[JSON], page_sizes: list[int],
+                       metrics: bool) -> None:
     """Registry plus one rejecting front per page size (``n`` above it gets 400)."""
-    reg = await start_registry(tmp)
+    metrics_url: str | None = None
+    if metrics:
+        # Blocking for well under a second, before anything else runs on this loop.
+        reg, metrics_url = start_counted_registry(tmp)
+    else:
+        reg = await start_registry(tmp)
     fronts: list[CachedPaginatingFront] = []
     try:
         started = time.perf_counter()
@@ -148,76 +222,13 @@ async def run_registry(tmp: Path, spec: list[JSON], page_sizes: list[int]) -> No
             await front.start()
             fronts.append(front)
         _announce({"registry": reg.host, "pid": reg.process.pid, "seed_seconds": seeded,
+                   "metrics": metrics_url,
                    "fronts": {str(f.default_page_size): f.host for f in fronts}})
         await _until_stopped()
     finally:
         for front in fronts:
             await front.close()
         reg.stop()
-
-
-class KubeControl:
-    """Control endpoint of the fake API server process: bulk create and progress.
-
-    Runs in the fake's process so creating 10,000 objects and counting Ready ones cost
-    no HTTP round trips (and no API requests that would be counted as the controller's).
-    """
-
-    def __init__(self, api: FakeKubeAPI) -> None:
-        self.api = api
-
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=8 * 1024 * 1024)
-        app.router.add_post("/create", self.create)
-        app.router.add_get("/stats", self.stats)
-        return app
-
-    async def create(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        started = time.perf_counter()
-        images: list[str] = body["images"]
-        for i in range(int(body["count"])):
-            self.api.create({
-                "apiVersion": "image.toolkit.fluxcd.io/v1beta2", "kind": "ImageRepository",
-                "metadata": {"name": f"{body.get('prefix', 'repo')}-{i:05d}",
-                             "namespace": body.get("namespace", "default")},
-                "spec": {"image": images[i % len(images)],
-                         "interval": body.get("interval", "1h")}})
-        return web.json_response({"seconds": time.perf_counter() - started})
-
-    async def stats(self, _: web.Request) -> web.Response:
-        total = ready = 0
-        for obj in self.api.store.list(self.api.store.resolve(REPOS), None)["items"]:
-            total += 1
-            status = obj.get("status") or {}
-            if status.get("observedGeneration") != obj["metadata"].get("generation"):
-                continue
-            if any(c.get("type") == "Ready" and c.get("status") == "True"
-                   for c in status.get("conditions") or []):
-                ready += 1
-        by_verb: dict[str, int] = {}
-        for record in self.api.requests:
-            verb = f"{record.verb}:{record.resource}" + (
-                f"/{record.subresource}" if record.subresource else "")
-            by_verb[verb] = by_verb.get(verb, 0) + 1
-        return web.json_response({"total": total, "ready": ready,
-                                  "requests": len(self.api.requests), "by_verb": by_verb})
-
-
-async def run_kubeapi(tmp: Path) -> None:
-    """The fake API server, its kubeconfig in ``tmp`` and the control endpoint."""
-    api = FakeKubeAPI(bookmark_interval=60.0)
-    await api.start()
-    control = LoopbackApp(KubeControl(api).app())
-    try:
-        await control.start()
-        kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
-        _announce({"url": api.url, "control": control.url, "kubeconfig": str(kubeconfig),
-                   "pid": os.getpid()})
-        await _until_stopped()
-    finally:
-        await control.close()
-        await api.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,15 +240,12 @@ def main(argv: list[str] | None = None) -> None:
     registry.add_argument("--spec", required=True,
                           help="JSON list of repositories to seed, or @FILE holding it")
     registry.add_argument("--page-size", type=int, action="append", default=[])
-    kubeapi = sub.add_parser("kubeapi")
-    kubeapi.add_argument("--tmp", type=Path, required=True)
+    registry.add_argument("--metrics", action="store_true",
+                          help="serve registry_http_requests_total on a debug port")
     args = parser.parse_args(argv)
-    if args.mode == "registry":
-        # 10,000 repositories do not fit in argv, hence @FILE.
-        raw = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
-        asyncio.run(run_registry(args.tmp, json.loads(raw), args.page_size))
-    else:
-        asyncio.run(run_kubeapi(args.tmp))
+    # 10,000 repositories do not fit in argv, hence @FILE.
+    raw = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
+    asyncio.run(run_registry(args.tmp, json.loads(raw), args.page_size, args.metrics))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,18 @@
 
 ``python -m bench.soak`` (``make soak``; ``SOAK_MINUTES`` sets the length, default 10,
 ``SOAK_OBJECTS`` the fleet size, default 10,000, ``SOAK_RESULTS`` another file for the
-JSON, which then leaves ``docs/performance.md`` alone). The real ``docker-registry`` and the
-fake API server run in processes of their own (``bench.servers``); ``imagereflector
-controller`` runs as a third process with default flags except ``--registry-qps=0`` and
-a ``--storage-path`` in a temporary directory.
+JSON, which then leaves ``docs/performance.md`` alone). The API server is the real
+kube-apiserver (v1.37.2, with etcd, in a fresh testbed cluster with ``manifests/``
+applied; ``bench.kube``); the real ``docker-registry`` runs in a process of its own
+with its Prometheus counters on (``bench.servers``); ``imagereflector controller``
+runs as the manifests' ServiceAccount with default flags except ``--registry-qps=0``,
+``--enable-leader-election=false``, loopback metrics and health ports and a
+``--storage-path`` in a temporary directory (``bench.peers``).
 
-Setup: 100 namespaces (``soak-00`` .. ``soak-99``) are created through the API, then the
-objects, inside the fake's process through its control endpoint. Object ``i`` lives in
+Setup: 100 namespaces (``soak-00`` .. ``soak-99``) are created through the API as the
+cluster admin, then the controller is started and, once ready, the objects are created
+with concurrent POSTs (in a thread, so sampling starts on time; the creation time is
+recorded apart). Object ``i`` lives in
 namespace ``i % 100``, has interval ``INTERVALS[i % 6]`` (1m, 2m, 5m, 10m, 30m, 1h) and
 image ``soak/rNNNNN``, a directory symlink in the registry's storage to one of five
 seeded repositories of 3..7 tags (``TAG_COUNTS[(i // 300) % 5]``), so its expected
@@ -16,8 +21,11 @@ seeded repositories of 3..7 tags (``TAG_COUNTS[(i // 300) % 5]``), so its expect
 
 Every ``SAMPLE_SECONDS`` from the create on, one sample: controller ``VmRSS`` and
 ``utime+stime`` from /proc, ``workqueue_depth{name="imagerepository"}``, reconcile and
-reconcile-error counts, registry requests and Kubernetes REST requests from /metrics,
-and the Ready count and request count from the fake's ``/stats``. Between samples
+reconcile-error counts from the controller's /metrics, registry requests from the
+registry's own counter (``registry_http_requests_total``), API requests from the API
+server's own count of requests it dispatched for the controller's flow schema
+(``service-accounts``; the bench is ``exempt``), and the Ready count from a watch of
+ImageRepositories the bench keeps open (``bench.kube.ReadyWatch``). Between samples
 ``VmRSS`` is read every ``RSS_POLL_SECONDS`` and each sample keeps the period's maximum
 (``rss_max_mib``), so a step that comes and goes between two samples is not missed.
 
@@ -25,7 +33,7 @@ Invariants, checked and printed at the end (any broken one makes the exit status
 timings never do):
 
 * ``all_ready``: listing every ImageRepository through the API (a kubectl-like ``GET``
-  of the collection) finds exactly the objects created, each ``Ready=True`` at its
+  of the collection, in pages) finds exactly the objects created, each ``Ready=True`` at its
   ``generation`` with ``lastScanResult.tagCount`` equal to its repository's tag count.
 * ``queue_drained``: after the initial wave (the first sample at which every object was
   Ready), some sample saw ``workqueue_depth`` 0. The depth counts items waiting for a
@@ -63,8 +71,8 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +81,15 @@ from bench.common import (
     REPO_ROOT,
     BenchError,
     ControllerProcess,
-    controller,
     cpu_seconds,
-    get_json,
-    http_post_json,
     machine,
     metric_sum,
     rss_kib,
     service,
 )
+from bench.fleet_bench import Registry
+from bench.kube import Bed, ReadyWatch, fresh_cluster
+from bench.peers import OURS, run_controller
 
 INTERVALS: tuple[tuple[str, int], ...] = (
     ("1m", 60), ("2m", 120), ("5m", 300), ("10m", 600), ("30m", 1800), ("1h", 3600))
@@ -95,7 +103,6 @@ RESULTS = REPO_ROOT / "bench" / "results" / "soak.json"
 LONG_RESULTS = REPO_ROOT / "bench" / "results" / "soak-30min.json"
 DOC = REPO_ROOT / "docs" / "performance.md"
 HEADING = "## Soak"
-GROUP = "/apis/image.toolkit.fluxcd.io/v1beta2"
 
 
 def _namespace(i: int) -> str:
@@ -113,38 +120,41 @@ def _registry_spec(objects: int) -> list[JSON]:
     return spec
 
 
-def _api(url: str, method: str, path: str, doc: JSON | None = None,
-         timeout: float = 120.0) -> JSON:
-    """One Kubernetes API call (the fake needs no token) with a JSON answer."""
-    data = None if doc is None else json.dumps(doc).encode()
-    req = urllib.request.Request(f"{url}{path}", data=data, method=method,  # noqa: S310
-                                 headers={"Content-Type": "application/json",
-                                          "Accept": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback
-        answer: JSON = json.loads(resp.read())
-        return answer
-
-
-def _create(kube: JSON, registry: str, objects: int) -> tuple[dict[tuple[str, str], int], float]:
-    """Create the objects grouped by (namespace, interval); return expected tag counts."""
+def _objects(registry: str, objects: int) -> tuple[list[tuple[str, str, str, str]],
+                                                   dict[tuple[str, str], int]]:
+    """The objects to create, grouped by (namespace, interval), and their tag counts."""
     expected: dict[tuple[str, str], int] = {}
     groups: dict[tuple[int, int], list[int]] = {}
     for i in range(objects):
         groups.setdefault((i % NAMESPACES, i % len(INTERVALS)), []).append(i)
-    started = time.perf_counter()
+    out: list[tuple[str, str, str, str]] = []
     for (ns, k), members in sorted(groups.items()):
         label = INTERVALS[k][0]
-        http_post_json(f"{kube['control']}/create", {
-            "count": len(members), "namespace": _namespace(ns), "prefix": f"r{label}",
-            "interval": label, "images": [f"{registry}/soak/r{i:05d}" for i in members]})
         for j, i in enumerate(members):
-            expected[(_namespace(ns), f"r{label}-{j:05d}")] = _tags_of(i)
-    return expected, time.perf_counter() - started
+            name = f"r{label}-{j:05d}"
+            out.append((_namespace(ns), name, f"{registry}/soak/r{i:05d}", label))
+            expected[(_namespace(ns), name)] = _tags_of(i)
+    return out, expected
 
 
-def _sample(ctl: ControllerProcess, control: str, t: float, base: JSON) -> JSON:
+class _Creator(threading.Thread):
+    """Creates the objects in the background, so the first sample is on time."""
+
+    def __init__(self, bed: Bed, objects: list[tuple[str, str, str, str]]) -> None:
+        super().__init__(name="soak-create", daemon=True)
+        self.bed, self.objects = bed, objects
+        self.seconds: float | None = None
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            self.seconds = self.bed.create_repositories(self.objects)
+        except Exception as err:  # reported by the main thread
+            self.error = repr(err)
+
+
+def _sample(ctl: ControllerProcess, probe: _Probe, t: float, base: JSON) -> JSON:
     metrics = ctl.metrics()
-    stats = get_json(f"{control}/stats", timeout=60.0)
     return {
         "t": round(t, 1),
         "rss_mib": round(rss_kib(ctl.pid, "VmRSS") / 1024, 1),
@@ -154,10 +164,9 @@ def _sample(ctl: ControllerProcess, control: str, t: float, base: JSON) -> JSON:
                                      controller=QUEUE) - base["reconciles"]),
         "errors": int(metric_sum(metrics, "controller_runtime_reconcile_errors_total",
                                  controller=QUEUE) - base["errors"]),
-        "registry": int(metric_sum(metrics, "imagereflector_registry_requests_total")
-                        - base["registry"]),
-        "api": int(stats["requests"] - base["api"]),
-        "ready": int(stats["ready"]),
+        "registry": int(probe.registry_requests() - base["registry"]),
+        "api": int(probe.bed.counters().controller_requests - base["api"]),
+        "ready": probe.watch.ready,
     }
 
 
@@ -170,9 +179,20 @@ def _depth(metrics: str) -> int:
     raise BenchError(f"no {prefix.strip()} in /metrics")
 
 
-def _verify_objects(url: str, expected: dict[tuple[str, str], int]) -> JSON:
+class _Probe:
+    """What a sample reads besides the controller: the API server, registry and watch."""
+
+    def __init__(self, bed: Bed, registry: Registry, watch: ReadyWatch) -> None:
+        self.bed, self.registry, self.watch = bed, registry, watch
+
+    def registry_requests(self) -> float:
+        """Every request the registry answered so far."""
+        return sum(self.registry.requests().values())
+
+
+def _verify_objects(bed: Bed, expected: dict[tuple[str, str], int]) -> JSON:
     """List every ImageRepository through the API and compare with what was created."""
-    items = _api(url, "GET", f"{GROUP}/imagerepositories")["items"]
+    items, _ = bed.list_repositories()
     seen: set[tuple[str, str]] = set()
     not_ready: list[str] = []
     wrong_tags: list[str] = []
@@ -252,35 +272,47 @@ def _rss_verdict(samples: list[JSON], start: float) -> JSON:
 
 
 def run(minutes: float, objects: int) -> JSON:
-    """The whole soak in fresh servers and a fresh controller; the results document."""
+    """The whole soak in a fresh cluster, registry and controller; the results document."""
     tmp = Path(tempfile.mkdtemp(prefix="imagereflector-soak-"))
     spec = tmp / "registry-spec.json"
     spec.write_text(json.dumps(_registry_spec(objects)))
     n_1m = sum(1 for i in range(objects) if i % len(INTERVALS) == 0)
     try:
-        with service(["registry", "--tmp", str(tmp), "--spec", f"@{spec}"],
-                     tmp / "registry.log") as reg, \
-                service(["kubeapi", "--tmp", str(tmp)], tmp / "kubeapi.log") as kube:
-            for ns in range(NAMESPACES):
-                _api(kube["url"], "POST", "/api/v1/namespaces",
-                     {"apiVersion": "v1", "kind": "Namespace",
-                      "metadata": {"name": _namespace(ns)}})
-            with controller(kube["kubeconfig"], tmp / "data", tmp / "controller.log") as ctl:
+        with service(["registry", "--tmp", str(tmp), "--spec", f"@{spec}", "--metrics"],
+                     tmp / "registry.log") as info, fresh_cluster(tmp / "kube") as bed:
+            registry = Registry(info)
+            bed.create_namespaces([_namespace(ns) for ns in range(NAMESPACES)])
+            todo, expected = _objects(registry.host, objects)
+            with run_controller(OURS, kubeconfig=bed.ours_kubeconfig, storage=tmp / "data",
+                                log=tmp / "controller.log") as ctl:
                 ready_s = ctl.wait_ready()
+                time.sleep(1.0)  # caches filled, as in the fleet runs
                 rss_idle = rss_kib(ctl.pid, "VmRSS") / 1024
-                metrics = ctl.metrics()
-                base = {"cpu_s": cpu_seconds(ctl.pid),
-                        "reconciles": metric_sum(metrics, "controller_runtime_reconcile_total",
+                watch = ReadyWatch(bed).start()
+                try:
+                    probe = _Probe(bed, registry, watch)
+                    metrics = ctl.metrics()
+                    base = {"cpu_s": cpu_seconds(ctl.pid),
+                            "reconciles": metric_sum(metrics,
+                                                     "controller_runtime_reconcile_total",
+                                                     controller=QUEUE),
+                            "errors": metric_sum(metrics,
+                                                 "controller_runtime_reconcile_errors_total",
                                                  controller=QUEUE),
-                        "errors": metric_sum(metrics, "controller_runtime_reconcile_errors_total",
-                                             controller=QUEUE),
-                        "registry": metric_sum(metrics, "imagereflector_registry_requests_total"),
-                        "api": get_json(f"{kube['control']}/stats")["requests"]}
-                t0 = time.monotonic()
-                expected, create_s = _create(kube, reg["registry"], objects)
-                samples = _loop(ctl, kube["control"], t0, base, minutes)
-                check = _verify_objects(kube["url"], expected)
-                hwm = rss_kib(ctl.pid) / 1024
+                            "registry": probe.registry_requests(),
+                            "api": bed.counters().controller_requests}
+                    t0 = time.monotonic()
+                    creator = _Creator(bed, todo)
+                    creator.start()
+                    samples = _loop(ctl, probe, t0, base, minutes, creator)
+                    creator.join(timeout=600)
+                    if creator.error is not None or creator.seconds is None:
+                        raise BenchError(f"creating the objects failed: {creator.error}")
+                    check = _verify_objects(bed, expected)
+                    hwm = rss_kib(ctl.pid) / 1024
+                finally:
+                    watch.stop()
+            kubernetes = bed.kubernetes
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     verdicts = _verdicts(samples, objects, check, n_1m)
@@ -293,14 +325,15 @@ def run(minutes: float, objects: int) -> JSON:
         "tag_counts": list(TAG_COUNTS), "objects_1m": n_1m,
         "sample_seconds": SAMPLE_SECONDS, "rss_tolerance_mib": RSS_TOLERANCE_MIB,
         "controller_ready_s": round(ready_s, 2), "rss_before_create_mib": round(rss_idle, 1),
-        "create_seconds": round(create_s, 2), "peak_rss_mib": round(hwm, 1),
+        "create_seconds": round(creator.seconds, 2), "peak_rss_mib": round(hwm, 1),
+        "api_server": f"kube-apiserver {kubernetes}", "registry_counter": True,
         "samples": samples, "check": check, "verdicts": verdicts,
         "ok": all(v["ok"] for k, v in verdicts.items() if k != "rss_literal_minute_1_2"),
     }
 
 
-def _loop(ctl: ControllerProcess, control: str, t0: float, base: JSON,
-          minutes: float) -> list[JSON]:
+def _loop(ctl: ControllerProcess, probe: _Probe, t0: float, base: JSON,
+          minutes: float, creator: _Creator) -> list[JSON]:
     samples: list[JSON] = []
     count = int(minutes * 60 / SAMPLE_SECONDS)
     for k in range(1, count + 1):
@@ -313,7 +346,9 @@ def _loop(ctl: ControllerProcess, control: str, t0: float, base: JSON,
                 rss_max = max(rss_max, rss_kib(ctl.pid, "VmRSS") / 1024)
         if ctl.proc.poll() is not None:
             raise BenchError(f"controller exited with {ctl.proc.returncode}")
-        sample = _sample(ctl, control, time.monotonic() - t0, base)
+        if creator.error is not None:
+            raise BenchError(f"creating the objects failed: {creator.error}")
+        sample = _sample(ctl, probe, time.monotonic() - t0, base)
         sample["rss_max_mib"] = round(max(rss_max, sample["rss_mib"]), 1)
         samples.append(sample)
         print(_row(sample, samples[-2] if len(samples) > 1 else None), flush=True)
@@ -342,46 +377,11 @@ def soak_section(doc: JSON | None = None) -> list[str]:
         if not RESULTS.exists():
             return []
         doc = json.loads(RESULTS.read_text())
-    m: JSON = doc["machine"]
     v: JSON = doc["verdicts"]
     samples: list[JSON] = doc["samples"]
-    last = samples[-1] if samples else {}
-    span = last.get("t", 0.0)
     steady = [s for s in samples if v["queue_drained"]["wave_end_s"] is not None
               and s["t"] >= v["queue_drained"]["wave_end_s"]]
-    out = [
-        HEADING,
-        "",
-        f"Written by `{doc['command']}` (`bench/soak.py`) on {doc['date']}; not part of "
-        "`make test` and not regenerated by `make bench` (which re-renders this section "
-        "from `bench/results/soak.json`). Machine: "
-        f"{m['cpu']}, `nproc` = {m['nproc']}, Python {m['python']}, load average at the "
-        f"end {m['loadavg']}.",
-        "",
-        f"{doc['objects']:,} ImageRepositories in {doc['namespaces']} namespaces, intervals "
-        f"{', '.join(doc['intervals'])} round-robin ({doc['objects_1m']} at 1m), each on its "
-        f"own registry repository (a symlink to one of five seeded repositories of "
-        f"{min(doc['tag_counts'])}..{max(doc['tag_counts'])} tags), created at once after "
-        "the controller was ready. `imagereflector controller` with default flags except "
-        "`--registry-qps=0` and a temporary `--storage-path`; the fake API server and the "
-        "real `docker-registry` in processes of their own on the same cores. Run for "
-        f"{doc['minutes']:g} min, sampled every {doc['sample_seconds']:.0f} s (t counts from "
-        "the create): `VmRSS` (also read every second in between: the \"max in period\" "
-        "column, which the RSS invariant judges), `utime+stime`, "
-        "`workqueue_depth{name=\"imagerepository\"}`, "
-        "and, counted from the create, reconciles and reconcile errors "
-        "(`controller_runtime_*{controller=\"imagerepository\"}`), registry requests "
-        "(`imagereflector_registry_requests_total`), API requests (the fake's log) and the "
-        "Ready count (at the object's generation).",
-        "",
-        f"Controller ready {doc['controller_ready_s']:.2f} s after start; RSS "
-        f"{doc['rss_before_create_mib']:.1f} MiB before the create; the create took "
-        f"{doc['create_seconds']:.1f} s; peak RSS (`VmHWM`) {doc['peak_rss_mib']:.1f} MiB; "
-        f"over {span:.0f} s: {last.get('reconciles', 0)} reconciles, "
-        f"{last.get('registry', 0)} registry requests, {last.get('api', 0)} API requests, "
-        f"{last.get('cpu_s', 0.0):.0f} CPU seconds ({last.get('cpu_s', 0.0) / span * 100 if span else 0:.0f}% "  # noqa: E501
-        "of one core).",
-    ]
+    out = [HEADING, "", *_soak_text(doc)]
     if len(steady) >= 2:
         a, b = steady[0], steady[-1]
         dt = b["t"] - a["t"]
@@ -419,6 +419,60 @@ def soak_section(doc: JSON | None = None) -> list[str]:
     return out
 
 
+def _servers(doc: JSON) -> tuple[str, str, str]:
+    """Where this soak's figures came from: API server, how API requests and registry
+    requests were counted. Results written before the move to the real API server say
+    nothing about it, and came from the fake one."""
+    if "api_server" in doc:
+        return (f"the real {doc['api_server']} with etcd (a fresh testbed cluster, "
+                "`manifests/` applied, the controller as the manifests' ServiceAccount)",
+                "the API server's own count of requests dispatched for the controller's "
+                "flow schema",
+                "the registry's own `registry_http_requests_total`")
+    return ("the fake API server (`tests/fakes/kubeapi`)", "the fake's request log",
+            "`imagereflector_registry_requests_total`")
+
+
+def _soak_text(doc: JSON) -> list[str]:
+    m: JSON = doc["machine"]
+    samples: list[JSON] = doc["samples"]
+    last = samples[-1] if samples else {}
+    span = last.get("t", 0.0)
+    server, api_count, registry_count = _servers(doc)
+    return [
+        f"Written by `{doc['command']}` (`bench/soak.py`) on {doc['date']}; not part of "
+        "`make test` and not regenerated by `make bench` (which re-renders this section "
+        "from `bench/results/soak.json`). Machine: "
+        f"{m['cpu']}, `nproc` = {m['nproc']}, Python {m['python']}, load average at the "
+        f"end {m['loadavg']}.",
+        "",
+        f"{doc['objects']:,} ImageRepositories in {doc['namespaces']} namespaces, intervals "
+        f"{', '.join(doc['intervals'])} round-robin ({doc['objects_1m']} at 1m), each on its "
+        f"own registry repository (a symlink to one of five seeded repositories of "
+        f"{min(doc['tag_counts'])}..{max(doc['tag_counts'])} tags), created at once after "
+        "the controller was ready. `imagereflector controller` with default flags except "
+        "`--registry-qps=0` and a temporary `--storage-path`; API server: "
+        f"{server}; the real `docker-registry` in a process of its own; all on the same "
+        "cores. Run for "
+        f"{doc['minutes']:g} min, sampled every {doc['sample_seconds']:.0f} s (t counts from "
+        "the create): `VmRSS` (also read every second in between: the \"max in period\" "
+        "column, which the RSS invariant judges), `utime+stime`, "
+        "`workqueue_depth{name=\"imagerepository\"}`, "
+        "and, counted from the create, reconciles and reconcile errors "
+        "(`controller_runtime_*{controller=\"imagerepository\"}`), registry requests "
+        f"({registry_count}), API requests ({api_count}) and the "
+        "Ready count (at the object's generation).",
+        "",
+        f"Controller ready {doc['controller_ready_s']:.2f} s after start; RSS "
+        f"{doc['rss_before_create_mib']:.1f} MiB before the create; the create took "
+        f"{doc['create_seconds']:.1f} s; peak RSS (`VmHWM`) {doc['peak_rss_mib']:.1f} MiB; "
+        f"over {span:.0f} s: {last.get('reconciles', 0)} reconciles, "
+        f"{last.get('registry', 0)} registry requests, {last.get('api', 0)} API requests, "
+        f"{last.get('cpu_s', 0.0):.0f} CPU seconds ({last.get('cpu_s', 0.0) / span * 100 if span else 0:.0f}% "  # noqa: E501
+        "of one core).",
+    ]
+
+
 def _long_run(path: Path = LONG_RESULTS) -> list[str]:
     """A paragraph on the longer run kept in ``LONG_RESULTS``, when there is one."""
     if not path.exists():
@@ -439,9 +493,10 @@ def _long_run(path: Path = LONG_RESULTS) -> list[str]:
     marks = [m for m in (2, 5, 10, 15, 20, 25, 30, 45, 60) if m <= doc["minutes"]]
     broken = [k for k, v in doc["verdicts"].items()
               if not v["ok"] and k != "rss_literal_minute_1_2"]
+    server = "the real API server" if "api_server" in doc else "the fake API server"
     return ["", f"A longer run, {doc['minutes']:g} min (`{doc['command']}` with "
-            f"`SOAK_RESULTS={path.relative_to(REPO_ROOT)}`, {doc['date']}), to tell slow "
-            "drift from noise. RSS (max per period) at minute "
+            f"`SOAK_RESULTS={path.relative_to(REPO_ROOT)}`, {doc['date']}, on {server}), "
+            "to tell slow drift from noise. RSS (max per period) at minute "
             + ", ".join(f"{m}: {rss_near(m * 60):.1f}" for m in marks)
             + " MiB; growth in each third of the run after minute 2: "
             + ", ".join(f"{g:+.1f}" for g in thirds)
