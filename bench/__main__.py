@@ -24,6 +24,7 @@ from pathlib import Path
 from bench import (
     fleet_bench,
     micro_bench,
+    profile_fleet,
     profile_scan,
     scan_bench,
     worst_case_bench,
@@ -99,16 +100,33 @@ def main(argv: list[str] | None = None) -> int:
         profile: str | None = None
         if args.write_doc and not args.quick and (not args.only or "scan" in args.only):
             profile = _profile(tmp / "profile")
+        fleet_profile: str | None = None
+        if args.write_doc and not args.quick and _fleet_missed(results):
+            fleet_profile = _profile_fleet(tmp / "fleet-profile")
         elapsed = time.monotonic() - started
         print(f"bench: {len(results)} results in {elapsed:.0f} s", flush=True)
         if args.write_doc:
             out = args.out.resolve()
             write_report(out, results, machine(), quick=args.quick, profile=profile,
-                         elapsed=elapsed, versions=versions())
+                         elapsed=elapsed, versions=versions(), fleet_profile=fleet_profile)
             print(f"bench: wrote {out}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 1 if any(r.name.endswith("-failed") for r in results) else 0
+
+
+def _fleet_missed(results: list[Result]) -> bool:
+    """Whether a fleet target (side by side or our own) was missed in this run."""
+    return any(not t.met for r in results if r.name.startswith("fleet-") for t in r.targets)
+
+
+def _profile_fleet(tmp: Path) -> str | None:
+    try:
+        return profile_fleet.profile(tmp, Fleet(1000, 100)) or (
+            "not taken: py-spy is not installed (.venv/bin/pip install py-spy)")
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
+        return None
 
 
 def _profile(tmp: Path) -> str | None:

@@ -600,7 +600,8 @@ def _soak_doc() -> JSON | None:
 
 
 def write_report(path: Path, results: list[Result], machine: JSON, *, quick: bool,
-                 profile: str | None, elapsed: float, versions: JSON | None = None) -> None:
+                 profile: str | None, elapsed: float, versions: JSON | None = None,
+                 fleet_profile: str | None = None) -> None:
     """Write the whole document to ``path``."""
     versions = versions or {}
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -672,6 +673,12 @@ def write_report(path: Path, results: list[Result], machine: JSON, *, quick: boo
                 f"{_ms(steps['summary_naive'])} (two sorts by encoded bytes) |", ""]
     out += _worst_case(results)
     out += _analysis(results, profile)
+    if fleet_profile:
+        out += ["## Profile of ours during a fleet wave (py-spy, real API server)", "",
+                "Taken because a fleet target was missed in this run "
+                "(`python -m bench.profile_fleet`): one more 1,000 x 100 wave of ours, "
+                "sampled without pausing the process; shares of the on-CPU samples.", "",
+                "```", *fleet_profile.strip("\n").splitlines(), "```", ""]
     if failed:
         out += ["## Benchmarks that did not run", ""]
         out += [f"- {r.line}" for r in failed]
