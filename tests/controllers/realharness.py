@@ -473,7 +473,7 @@ async def start_cluster(kube: KubeTest, *, token: str | None = None,
     ``storage`` defaults to one directory per test, so a second start finds the
     first one's store.
     """
-    kubeconfig = kube.kubeconfig(kube.tmp_path / f"kubeconfig-{secrets.token_hex(2)}", token)
+    kubeconfig = kube.kubeconfig(kube.tmp_path / f"kubeconfig-{secrets.token_hex(4)}", token)
     settings = Settings(**{
         "kubeconfig": str(kubeconfig),
         "storage_path": str(storage or kube.tmp_path / "data"),
