@@ -1,7 +1,7 @@
 """The controllers compared: ours and Flux's image-reflector-controller, as processes.
 
 Each peer is started with the flags a Flux user would give it, its own storage, metrics
-and health ports on loopback, and ``--watch-label-selector`` on a label only its own
+and health endpoints on loopback (port 0), and ``--watch-label-selector`` on a label only its own
 copies of the scenario objects carry, so several peers share one API server without
 touching each other's objects (namespace events are cluster-wide; both controllers only
 read them).
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -58,21 +57,13 @@ FLUX_V12 = PeerSpec("flux-v1.2", "Flux image-reflector-controller", "flux-latest
 PEERS = {spec.key: spec for spec in (OURS, OURS_V12, FLUX_V031, FLUX_V12)}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class RunningPeer:
-    """A started peer: its spec, process, log and metrics address."""
+    """A started peer: its spec, process and log."""
 
     spec: PeerSpec
     process: subprocess.Popen[bytes]
     log: Path
-    metrics: str
 
     def alive(self) -> bool:
         """Whether the process still runs."""
@@ -97,9 +88,11 @@ def running(spec: PeerSpec, *, kubeconfig: Path, admin_kubeconfig: Path,
             run_dir: Path) -> Iterator[RunningPeer]:
     """Start ``spec`` for the duration of the block."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics = f"127.0.0.1:{_free_port()}"
+    # Port 0: the kernel picks free ports at bind time. Choosing one first and handing it
+    # over raced with every other server started meanwhile (the harness reads nothing
+    # from these endpoints).
     argv = command(spec, kubeconfig=kubeconfig, storage=run_dir / "data",
-                   metrics=metrics, health=f"127.0.0.1:{_free_port()}")
+                   metrics="127.0.0.1:0", health="127.0.0.1:0")
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     if spec.kind != "ours":
         # controller-runtime reads KUBECONFIG (Flux has no --kubeconfig flag of its own).
@@ -108,7 +101,7 @@ def running(spec: PeerSpec, *, kubeconfig: Path, admin_kubeconfig: Path,
     with log.open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
-    peer = RunningPeer(spec=spec, process=process, log=log, metrics=metrics)
+    peer = RunningPeer(spec=spec, process=process, log=log)
     try:
         yield peer
     finally:
