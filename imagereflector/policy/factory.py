@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from imagereflector.api.compat import Compatibility
 from imagereflector.policy.alphabetical import AlphabeticalPolicy
 from imagereflector.policy.errors import MSG_INVALID_CHOICE, InvalidPolicyError
 from imagereflector.policy.filter import TagFilter
@@ -47,10 +48,14 @@ class PolicyChoice:
     numerical_order: str | None = None
 
 
-def build_policer(choice: PolicyChoice) -> Policer:
-    """Return the policer for ``choice``; raise ``InvalidPolicyError`` if unusable."""
+def build_policer(choice: PolicyChoice,
+                  compatibility: Compatibility = Compatibility.V0_31) -> Policer:
+    """Return the policer for ``choice``; raise ``InvalidPolicyError`` if unusable.
+
+    ``compatibility`` decides the semver library's version (v3.2.1 for Flux v0.31, v3.5
+    for Flux v1.2); alphabetical and numerical are the same in both."""
     if choice.semver_range is not None:
-        return SemVerPolicy(choice.semver_range)
+        return SemVerPolicy(choice.semver_range, masterminds_3_5=compatibility.latest)
     if choice.alphabetical_order is not None:
         return AlphabeticalPolicy(choice.alphabetical_order)
     if choice.numerical_order is not None:

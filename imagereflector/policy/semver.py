@@ -1,7 +1,20 @@
-"""Semver ranges with the grammar and semantics of Masterminds/semver v3.2.1, and the policy.
+"""Semver ranges with the grammar and semantics of Masterminds/semver, and the policy.
 
 Flux hands ``spec.policy.semver.range`` to Masterminds ``NewConstraint``, so
-every quirk of that library is user-visible and is reproduced here:
+every quirk of that library is user-visible and is reproduced here. Flux v0.31
+used v3.2.1, Flux v1.2 uses v3.5; ``--flux-compatibility`` picks one
+(``masterminds_3_5``). What v3.5 changed, all of it reproduced:
+
+* the prerelease rule moved from each comparator to the AND group: if any
+  comparator of a group carries a prerelease, every comparator of that group
+  accepts prereleases (``>=1.0.0-0 <2.0.0`` selects ``1.5.0-rc.1``), and if none
+  does, no comparator does (``!=1.2.3`` no longer accepts ``1.2.4-alpha``);
+* errors quote the text Go's way (``improper constraint: "*-*"``) and the parser
+  error is lower case (``constraint parser error``);
+* a range is at most 512 bytes and 32 ``||`` groups, a version 256 characters;
+* image tags are read with Flux v1.2's looser parser (``version.tag_sort_key_v1``).
+
+The v3.2.1 rules, which v3.5 keeps except where listed above:
 
 * Grammar. Hyphen ranges ``A - B`` are first rewritten to ``>= A, <= B `` by
   textual replacement; then the text is split on ``||`` (OR groups); each group
@@ -47,11 +60,13 @@ from imagereflector.policy.errors import (
 )
 from imagereflector.policy.policer import Candidate, Evaluation, Rejection
 from imagereflector.policy.version import (
+    MAX_VERSION_LEN,
     SortKey,
     Version,
     parse_tag,
     parse_version,
     tag_sort_key,
+    tag_sort_key_v1,
 )
 
 __all__ = [
@@ -67,6 +82,11 @@ __all__ = [
 
 #: Message Masterminds gives when a constraint's version cannot be built.
 MSG_CONSTRAINT_PARSER: Final = "constraint Parser Error"
+#: The same in v3.5.
+MSG_CONSTRAINT_PARSER_V35: Final = "constraint parser error"
+#: Masterminds v3.5 ``MaxConstraintLen`` and ``MaxConstraintGroups``.
+MAX_CONSTRAINT_LEN: Final = 512
+MAX_CONSTRAINT_GROUPS: Final = 32
 
 # Leftmost-first alternation: the order (with its empty operator second) decides
 # which operator a token like ">=1" is read with, so it must not be "tidied".
@@ -99,9 +119,13 @@ KeyTest = Callable[[SortKey], bool]
 
 
 def _compile_test(
-    op: str, con: SortKey, dirty: bool, minor_dirty: bool, patch_dirty: bool
+    op: str, con: SortKey, dirty: bool, minor_dirty: bool, patch_dirty: bool,
+    *, per_comparator_prerelease: bool = True,
 ) -> KeyTest:
     """Build the operator's test as a closure over the comparator's base version.
+
+    With ``per_comparator_prerelease`` (v3.2.1) the comparator rejects prereleases
+    itself; without it (v3.5) the group decides (``Constraints.check_key``).
 
     Versions are handled as sort keys ``(major, minor, patch, release, pre)``
     so that ordering is plain tuple comparison; ``v < con`` is Masterminds'
@@ -179,7 +203,7 @@ def _compile_test(
         test = tilde
     else:
         test = caret
-    if not _rejects_prereleases(op, con, dirty):
+    if not per_comparator_prerelease or not _rejects_prereleases(op, con, dirty):
         return test
     inner = test
 
@@ -211,11 +235,14 @@ class Comparator:
     dirty: bool
     minor_dirty: bool
     patch_dirty: bool
+    #: Masterminds v3.5: the prerelease rule belongs to the group, not to this comparator.
+    group_prerelease: bool = False
     test: KeyTest = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         test = _compile_test(
-            self.op, self.version.sort_key, self.dirty, self.minor_dirty, self.patch_dirty
+            self.op, self.version.sort_key, self.dirty, self.minor_dirty, self.patch_dirty,
+            per_comparator_prerelease=not self.group_prerelease,
         )
         object.__setattr__(self, "test", test)
 
@@ -230,11 +257,18 @@ class Constraints:
 
     text: str
     groups: tuple[tuple[Comparator, ...], ...]
+    #: Masterminds v3.5: a group with a prerelease comparator accepts prereleases,
+    #: a group without one accepts none.
+    group_prerelease: bool = False
     _compiled: tuple[tuple[KeyTest, ...], ...] = field(init=False, repr=False, compare=False)
+    _rejects_pre: tuple[bool, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         compiled = tuple(tuple(c.test for c in group) for group in self.groups)
         object.__setattr__(self, "_compiled", compiled)
+        rejects = tuple(self.group_prerelease and not any(c.version.prerelease for c in group)
+                        for group in self.groups)
+        object.__setattr__(self, "_rejects_pre", rejects)
 
     def check(self, v: Version) -> bool:
         """Report whether ``v`` satisfies the range (Masterminds ``Check``)."""
@@ -242,7 +276,9 @@ class Constraints:
 
     def check_key(self, key: SortKey) -> bool:
         """``check`` on a version's sort key (see ``version.tag_sort_key``)."""
-        for tests in self._compiled:
+        for tests, rejects_pre in zip(self._compiled, self._rejects_pre, strict=True):
+            if rejects_pre and key[3] == 0:
+                continue
             for test in tests:
                 if not test(key):
                     break
@@ -252,6 +288,8 @@ class Constraints:
 
     def excludes_prereleases(self) -> bool:
         """True if every OR group has a comparator that rejects all prereleases."""
+        if self.group_prerelease:
+            return all(self._rejects_pre)
         return all(
             any(_rejects_prereleases(c.op, c.version.sort_key, c.dirty) for c in group)
             for group in self.groups
@@ -268,10 +306,11 @@ def rewrite_hyphen_ranges(text: str) -> str:
     return out
 
 
-def _parse_comparator(token: str) -> Comparator:
+def _parse_comparator(token: str, *, masterminds_3_5: bool = False) -> Comparator:
     m = _ONE_RE.search(token)
     if m is None:
-        raise InvalidPolicyError(f"improper constraint: {token}")
+        shown = go_quote(token) if masterminds_3_5 else token
+        raise InvalidPolicyError(f"improper constraint: {shown}")
     op, cv = m.group("op"), m.group("cv")
     major, minor, patch = m.group("major"), m.group("minor") or "", m.group("patch") or ""
     pre = m.group("pre") or ""
@@ -288,32 +327,75 @@ def _parse_comparator(token: str) -> Comparator:
     else:
         base = cv
     try:
-        version = parse_version(base)
+        version = parse_version(base, max_length=MAX_VERSION_LEN if masterminds_3_5 else None)
     except ValueError:
-        raise InvalidPolicyError(MSG_CONSTRAINT_PARSER) from None
-    return Comparator(op, cv, version, dirty, minor_dirty, patch_dirty)
+        raise InvalidPolicyError(
+            MSG_CONSTRAINT_PARSER_V35 if masterminds_3_5 else MSG_CONSTRAINT_PARSER) from None
+    return Comparator(op, cv, version, dirty, minor_dirty, patch_dirty,
+                      group_prerelease=masterminds_3_5)
 
 
-def parse_constraints(text: str) -> Constraints:
-    """Parse a range like Masterminds ``NewConstraint``; raise ``InvalidPolicyError``."""
+def parse_constraints(text: str, *, masterminds_3_5: bool = False) -> Constraints:
+    """Parse a range like Masterminds ``NewConstraint`` (v3.2.1, or v3.5 with
+    ``masterminds_3_5``); raise ``InvalidPolicyError``."""
+    if masterminds_3_5 and len(text.encode("utf-8", "surrogatepass")) > MAX_CONSTRAINT_LEN:
+        raise InvalidPolicyError(
+            f"constraint string is too long (max {MAX_CONSTRAINT_LEN} bytes)")
+    parts = rewrite_hyphen_ranges(text).split("||")
+    if masterminds_3_5 and len(parts) > MAX_CONSTRAINT_GROUPS:
+        raise InvalidPolicyError(f"too many constraint groups (max {MAX_CONSTRAINT_GROUPS})")
     groups: list[tuple[Comparator, ...]] = []
-    for part in rewrite_hyphen_ranges(text).split("||"):
+    for part in parts:
         if _GROUP_RE.search(part) is None:
-            raise InvalidPolicyError(f"improper constraint: {part}")
-        group = tuple(_parse_comparator(m.group(0)) for m in _FIND_RE.finditer(part))
+            shown = go_quote(part) if masterminds_3_5 else part
+            raise InvalidPolicyError(f"improper constraint: {shown}")
+        group = tuple(_parse_comparator(m.group(0), masterminds_3_5=masterminds_3_5)
+                      for m in _FIND_RE.finditer(part))
         groups.append(group)
-    return Constraints(text, tuple(groups))
+    return Constraints(text, tuple(groups), group_prerelease=masterminds_3_5)
+
+
+_GO_ESCAPES: Final = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+                      "\r": "\\r", "\t": "\\t", "\v": "\\v",
+                      "\\": "\\\\", '"': '\\"'}
+
+
+def go_quote(text: str) -> str:
+    """``text`` as Go's ``%q`` (``strconv.Quote``) prints it: double quotes, ``\\`` and
+    ``\\"`` escaped, the C escapes, other unprintable characters as ``\\xNN``,
+    ``\\uNNNN`` or ``\\UNNNNNNNN``, printable Unicode kept (a lone surrogate is
+    ``U+FFFD``, which is what Go's JSON decoder made of it)."""
+    out = ['"']
+    for char in text:
+        if char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif "\ud800" <= char <= "\udfff":
+            out.append("\ufffd")
+        elif char == " " or (char.isprintable() and not char.isspace()):
+            out.append(char)
+        elif ord(char) < 0x80:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) < 0x10000:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    out.append('"')
+    return "".join(out)
 
 
 class SemVerPolicy:
     """Select the highest strict-semver tag inside a Masterminds range (Flux ``SemVer``)."""
 
-    __slots__ = ("_constraints", "range")
+    __slots__ = ("_constraints", "_tag_key", "range")
 
-    def __init__(self, range_: str) -> None:
-        """Parse ``range_``; raise ``InvalidPolicyError`` if it is not a valid range."""
+    def __init__(self, range_: str, *, masterminds_3_5: bool = False) -> None:
+        """Parse ``range_``; raise ``InvalidPolicyError`` if it is not a valid range.
+
+        ``masterminds_3_5``: Flux v1.2's semantics (ranges of Masterminds v3.5, tags
+        read by ``tag_sort_key_v1``) instead of Flux v0.31's."""
         self.range: Final = range_
-        self._constraints = parse_constraints(range_)
+        self._constraints = parse_constraints(range_, masterminds_3_5=masterminds_3_5)
+        self._tag_key = tag_sort_key_v1 if masterminds_3_5 else tag_sort_key
 
     @property
     def description(self) -> str:
@@ -330,10 +412,11 @@ class SemVerPolicy:
         if not tags:
             raise SelectionError(MSG_EMPTY_LIST)
         check = self._constraints.check_key
+        tag_key = self._tag_key
         best: SortKey | None = None
         best_tag = ""
         for tag in tags:
-            key = tag_sort_key(tag)
+            key = tag_key(tag)
             if key is not None and check(key) and (best is None or key > best):
                 best, best_tag = key, tag
         if best is None:
@@ -349,7 +432,7 @@ class SemVerPolicy:
         outside = f"outside range '{self.range}'"
         pre_never_ok = self._constraints.excludes_prereleases()
         for tag in tags:
-            key = tag_sort_key(tag)
+            key = self._tag_key(tag)
             if key is None:
                 rejected.append(Rejection(tag, tag, "not a strict semver version"))
             elif check(key):

@@ -1,15 +1,24 @@
-"""Semantic versions as Masterminds/semver v3.2.1 parses and orders them.
+"""Semantic versions as Masterminds/semver parses and orders them (v3.2.1 and v3.5).
 
-Two parsers, because Flux uses two:
+The parsers, because Flux uses several:
 
-* ``parse_tag`` - what Flux's ``version.ParseVersion`` accepts for an image
-  tag: one optional leading ``v``, then a *strict* ``MAJOR.MINOR.PATCH`` with
-  no leading zeros, an optional ``-prerelease`` (dot-separated non-empty
-  ``[0-9A-Za-z-]`` identifiers, numeric ones without leading zeros) and an
-  optional ``+build``. Anything else is not a candidate (returns ``None``).
+* ``parse_tag`` - what Flux v0.31's ``version.ParseVersion`` (fluxcd/pkg version
+  v0.2.2 on Masterminds v3.2.1) accepts for an image tag: one optional leading
+  ``v``, then a *strict* ``MAJOR.MINOR.PATCH`` with no leading zeros, an optional
+  ``-prerelease`` (dot-separated non-empty ``[0-9A-Za-z-]`` identifiers, numeric
+  ones without leading zeros) and an optional ``+build``. Anything else is not a
+  candidate (returns ``None``).
+* ``tag_sort_key_v1`` - what Flux v1.2's ``version.ParseVersion`` (fluxcd/pkg
+  version v0.16 on Masterminds v3.5) accepts: the tag must split into exactly
+  three parts at its first two dots, then Masterminds' coercing ``NewVersion``
+  reads it: leading zeros are fine (``2025.02.03`` is 2025.2.3), a part may be
+  missing when the prerelease holds the dots (``1.2-rc.1.0`` is 1.2.0-rc.1.0),
+  numeric prerelease identifiers still may not start with 0, and a tag is at
+  most 256 characters.
 * ``parse_version`` - Masterminds ``NewVersion``, the lenient parser used for
   the versions written inside a range: ``1`` and ``1.2`` are padded with zeros
-  and leading zeros in the numeric parts are tolerated.
+  and leading zeros in the numeric parts are tolerated (v3.5 adds the limit of
+  256 characters, ``max_length``).
 
 Ordering (``Version.compare``): major, minor, patch numerically; a release
 beats any prerelease of the same triple; prerelease identifiers compared left
@@ -128,6 +137,28 @@ def tag_sort_key(tag: str) -> SortKey | None:
     return (int(a), int(b), int(c), 0, tuple(_pre_ident(p) for p in prerelease.split(".")))
 
 
+#: Masterminds v3.5 ``MaxVersionLen``.
+MAX_VERSION_LEN: Final = 256
+
+
+def tag_sort_key_v1(tag: str) -> SortKey | None:
+    """The sort key of ``tag`` if Flux v1.2's ``version.ParseVersion`` accepts it."""
+    if len(tag) > MAX_VERSION_LEN or tag.count(".") < 2:
+        return None
+    m = _LOOSE_RE.fullmatch(tag)
+    if m is None:
+        return None
+    major = int(m[1])
+    minor = int(m[2]) if m[2] is not None else 0
+    patch = int(m[3]) if m[3] is not None else 0
+    if max(major, minor, patch) > _UINT64_MAX:
+        return None
+    prerelease = m[4] or ""
+    if prerelease and _has_zero_padded_number(prerelease):
+        return None
+    return _sort_key(major, minor, patch, prerelease)
+
+
 def parse_tag(tag: str) -> Version | None:
     """Parse an image tag the way Flux's ``version.ParseVersion`` does, or return None.
 
@@ -143,12 +174,15 @@ def parse_tag(tag: str) -> Version | None:
     return Version(key[0], key[1], key[2], prerelease, build, tag, key)
 
 
-def parse_version(text: str) -> Version:
+def parse_version(text: str, *, max_length: int | None = None) -> Version:
     """Parse leniently like Masterminds ``NewVersion``; raise ``ValueError`` if invalid.
 
     Accepts an optional ``v``, one to three numeric parts (missing ones are 0,
-    leading zeros allowed), then optional prerelease and build metadata.
+    leading zeros allowed), then optional prerelease and build metadata; with
+    ``max_length`` (v3.5) nothing longer.
     """
+    if max_length is not None and len(text.encode("utf-8", "surrogatepass")) > max_length:
+        raise ValueError(f"version string is too long (max {max_length} bytes)")
     m = _LOOSE_RE.fullmatch(text)
     if m is None:
         raise ValueError(f"invalid semantic version: {text!r}")
