@@ -6,6 +6,12 @@ would report. The steps are contract §2.8: list the tags (bounded by the effect
 timeout), drop excluded tags, store the list for the object, and compute
 ``lastScanResult`` (count, time, top ten, revision).
 
+``--flux-compatibility`` decides two things here (R4, R6): in v0.31 mode the tags are
+stored in registry order and the revision is this project's (``tags_revision``); in v1.2
+mode they are stored in descending byte order, as Flux v1.2 stores them, and the revision
+is Flux's FluxStorage checksum of that list. Either way the revision changes exactly when
+the stored list does.
+
 Errors are ``ScanError`` whose text is what follows ``scan failed: `` in the Ready
 condition; the cause stays attached for logs and classification.
 """
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from imagereflector.api.compat import Compatibility
 from imagereflector.api.duration import SECOND, format_duration
 from imagereflector.api.imagerepository import ScanResult
 from imagereflector.registry.errors import RegistryError
@@ -26,6 +33,7 @@ from imagereflector.registry.tags import (
     ExclusionError,
     compile_exclusions,
     summarise,
+    summarise_descending,
 )
 from imagereflector.registry.types import Credentials, ProxyConfig, RegistryAccess, TLSConfig
 from imagereflector.store.base import ObjectKey, StoreError, TagStore
@@ -70,6 +78,7 @@ async def scan(
     now: datetime,
     store: TagStore | None = None,
     key: ObjectKey | None = None,
+    compatibility: Compatibility = Compatibility.V0_31,
 ) -> ScanOutcome:
     """Scan ``ref`` and, when a store and key are given, replace the object's stored tags."""
     # 1. Compile the exclusion list first: a bad pattern should not cost a registry call.
@@ -91,9 +100,13 @@ async def scan(
         ) from err
     except RegistryError as err:
         raise ScanError(str(err)) from err
-    # 3. Drop excluded tags, keeping registry order (the store keeps that order).
+    # 3. Drop excluded tags; the store keeps registry order (v0.31) or Flux v1.2's
+    #    descending order, which policies then see (numerical ties, filter order).
     tags = tag_filter.apply(listed)
-    latest, revision = summarise(tags)
+    if compatibility.latest:
+        tags, latest, revision = summarise_descending(tags)
+    else:
+        latest, revision = summarise(tags)
     # 4. Store the list for this object only (contract A1).
     if store is not None and key is not None:
         try:

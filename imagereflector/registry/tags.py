@@ -1,5 +1,10 @@
 """Pure helpers of the scan: tag exclusion, the latest-tags summary, the list revision.
 
+Two revisions (``--flux-compatibility``): this project's own (``tags_revision``: the
+distinct tags sorted ascending, joined with newlines; the v0.31 mode, where Flux has no
+revision at all) and Flux v1.2's FluxStorage one (``flux_storage_revision``: the stored,
+descending list, each tag followed by a newline).
+
 Exclusion patterns are Go regular expressions (``spec.exclusionList``), so they are
 compiled with RE2 (``google-re2``), which shares Go's syntax and linear-time matching: a
 pattern such as ``(a+)+$`` cannot make a scan hang. The semantics match Go's ``regexp``:
@@ -289,6 +294,33 @@ def summarise(tags: Sequence[str], n: int = LATEST_TAGS_COUNT) -> tuple[list[str
     distinct = [tag for index, tag in enumerate(ordered)
                 if index == 0 or tag != ordered[index - 1]]
     return latest, _revision_of_sorted(distinct)
+
+
+def summarise_descending(tags: Sequence[str], n: int = LATEST_TAGS_COUNT
+                         ) -> tuple[list[str], list[str], str]:
+    """Flux v1.2's view of a scan: ``(stored, latest, revision)``.
+
+    ``stored`` is every tag in descending byte order (Flux v1.2 sorts the list in place
+    before storing it, so that is the order policies see), ``latest`` its first ``n``, and
+    ``revision`` Flux's FluxStorage checksum of it (``flux_storage_revision``).
+    """
+    stored = sorted(tags, reverse=True)
+    return stored, stored[:n] if n > 0 else [], flux_storage_revision(stored)
+
+
+def flux_storage_revision(stored: Sequence[str]) -> str:
+    """The revision Flux v1.2 reports with its ``FluxStorage`` tag store (spec §2.3.4):
+    ``"sha256:"`` and the lower-case hex SHA-256 of the tags in the given (stored) order,
+    each followed by ``"\n"``; repeats count. The empty list gives the digest of ``b""``.
+
+    Flux's default store (Badger) reports an adler32 instead; this project stores tags
+    per object, as FluxStorage does, so it reports FluxStorage's format.
+    """
+    digest = hashlib.sha256()
+    for tag in stored:
+        digest.update(_utf8(tag))
+        digest.update(b"\n")
+    return "sha256:" + digest.hexdigest()
 
 
 def _revision_of_sorted(distinct: list[str]) -> str:

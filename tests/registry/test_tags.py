@@ -12,13 +12,16 @@ from hypothesis import strategies as st
 from imagereflector.registry.tags import (
     DEFAULT_EXCLUSION_LIST,
     FILTER_CACHE_SIZE,
+    TAG_PATTERN,
     VERDICT_BUDGET,
     ExclusionError,
     cached_verdicts,
     compile_exclusions,
     exclusion_lists_equal,
+    flux_storage_revision,
     latest_tags,
     summarise,
+    summarise_descending,
     tags_revision,
     valid_tags,
 )
@@ -280,3 +283,26 @@ def test_verdicts_of_all_filters_together_stay_within_the_budget() -> None:
     huge = [f"h{i:07d}" for i in range(VERDICT_BUDGET + 10)]
     assert compile_exclusions(["^h0"]).apply(huge) == []
     assert cached_verdicts() <= VERDICT_BUDGET
+
+
+# Flux v1.2's FluxStorage revision (--flux-compatibility=v1.2): the vectors of spec §2.3.4,
+# computed with Go over the list as Flux stores it (descending, each tag then "\n").
+@pytest.mark.parametrize(("tags", "revision"), [
+    ([], "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+    (["0.9.0", "1.0.1", "1.0.0"],
+     "sha256:b93d81dcf630531b427e553e2320f05ce06516994ac916dae7344e6690764bee"),
+], ids=["empty", "three"])
+def test_flux_storage_revision(tags: list[str], revision: str) -> None:
+    stored, latest, got = summarise_descending(tags)
+    assert stored == sorted(tags, reverse=True)
+    assert latest == stored[:10]
+    assert got == revision == flux_storage_revision(stored)
+    expected = hashlib.sha256("".join(f"{tag}\n" for tag in stored).encode()).hexdigest()
+    assert got == f"sha256:{expected}"
+
+
+@given(st.lists(st.from_regex(TAG_PATTERN, fullmatch=True), max_size=30))
+def test_descending_summary_is_order_free(tags: list[str]) -> None:
+    # The stored order is the sort, so the registry's order changes nothing.
+    assert summarise_descending(tags) == summarise_descending(list(reversed(tags)))
+    assert summarise_descending(tags)[1] == latest_tags(tags)
