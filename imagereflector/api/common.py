@@ -13,10 +13,14 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 
 # Markers in ``json_schema_extra`` read by ``api.crd``: a default the API server applies
-# (Flux's CRD defaults, not pydantic's), and a field the schema requires even though the
-# model has a default for reading older objects.
+# (Flux's CRD defaults, not pydantic's); a field the schema requires even though the
+# model has a default for reading older objects; a field only some API versions require
+# (a list of version names: Flux v1 requires what v1beta2 never did); and CEL rules
+# (``x-kubernetes-validations``) of an object.
 CRD_DEFAULT: Final = "x-crd-default"
 CRD_REQUIRED: Final = "x-crd-required"
+CRD_REQUIRED_IN: Final = "x-crd-required-in"
+CRD_VALIDATIONS: Final = "x-kubernetes-validations"
 
 
 class ApiModel(BaseModel):

@@ -1,9 +1,11 @@
-"""The ImageRepository ``v1beta2`` model with Flux's defaulting accessors.
+"""The ImageRepository model (``v1beta2`` and ``v1``) with Flux's defaulting accessors.
 
 Defaults live in accessors, not in the stored object (as in Flux): ``timeout`` falls back
 to ``interval`` with a one-second floor, an empty exclusion list means ``^.*\\.sig$``, and
 an empty provider means ``generic``. Status fields keep Flux's names and omission rules,
-plus ``lastScanResult.revision`` (contract A2) and ``spec.proxySecretRef`` (A10).
+plus ``lastScanResult.revision`` (contract A2) and ``spec.proxySecretRef`` (A10), which
+Flux v1 has too: both versions share these fields; only v1 requires ``image`` and
+``interval``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from typing import Any, Final, Literal
 
 from pydantic import Field, field_serializer
 
-from imagereflector.api.common import CRD_DEFAULT, CRD_REQUIRED, AccessFrom, ApiModel, truncate
+from imagereflector.api.common import (
+    CRD_DEFAULT,
+    CRD_REQUIRED,
+    CRD_REQUIRED_IN,
+    AccessFrom,
+    ApiModel,
+    truncate,
+)
 from imagereflector.api.duration import (
     INTERVAL_PATTERN,
     SECOND,
@@ -29,11 +38,16 @@ PROVIDERS: Final = ("generic", "aws", "azure", "gcp")
 Provider = Literal["generic", "aws", "azure", "gcp"]
 
 
+# Flux v1 requires these; v1beta2 never did (v0.31's schema has no required list), so an
+# object written without them through v1beta2 stays readable and gets a message instead.
+_REQUIRED_IN_V1: Final[dict[str, Any]] = {CRD_REQUIRED_IN: ["v1"]}
+
+
 class ImageRepositorySpec(ApiModel):
     """``spec`` of an ImageRepository (contract §1.2)."""
 
-    image: str = ""
-    interval: str = Field(default="", pattern=INTERVAL_PATTERN)
+    image: str = Field(default="", json_schema_extra=_REQUIRED_IN_V1)
+    interval: str = Field(default="", pattern=INTERVAL_PATTERN, json_schema_extra=_REQUIRED_IN_V1)
     timeout: str | None = Field(default=None, pattern=TIMEOUT_PATTERN)
     secret_ref: LocalObjectReference | None = Field(default=None, alias="secretRef")
     service_account_name: str | None = Field(

@@ -12,8 +12,20 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 GROUP: Final = "image.toolkit.fluxcd.io"
-VERSION: Final = "v1beta2"
+V1BETA1: Final = "v1beta1"
+V1BETA2: Final = "v1beta2"
+V1: Final = "v1"
+# The version of Flux 2.2 (image-reflector-controller v0.31), the contract's version.
+VERSION: Final = V1BETA2
 API_VERSION: Final = f"{GROUP}/{VERSION}"
+# Every version our CRDs serve, oldest first; ``STORAGE_VERSION`` is the one etcd keeps.
+# v1 is storage, as in Flux 2.7+, so going to Flux 2.9 (v1 only) needs no migration.
+SERVED_VERSIONS: Final = (V1BETA1, V1BETA2, V1)
+STORAGE_VERSION: Final = V1
+# What the controller reads and writes through, best first: v1 whenever the API server
+# serves it (it is the storage version wherever it is served), else v1beta2 (Flux 2.2's
+# and 2.6's CRDs, where v1beta2 is the storage version).
+CONTROLLER_VERSIONS: Final = (V1, V1BETA2)
 
 # Condition types (fluxcd/pkg apis/meta).
 READY: Final = "Ready"
@@ -38,6 +50,8 @@ READ_OPERATION_FAILED_REASON: Final = "ReadOperationFailed"
 ACCESS_DENIED_REASON: Final = "AccessDenied"
 # Literal of the policy controller.
 INVALID_POLICY_REASON: Final = "InvalidPolicy"
+# Flux v1 (api/v1/condition_types.go): digestReflectionPolicy Always without an interval.
+INTERVAL_NOT_CONFIGURED_REASON: Final = "IntervalNotConfigured"
 
 RECONCILE_REQUEST_ANNOTATION: Final = "reconcile.fluxcd.io/requestedAt"
 FINALIZER: Final = "finalizers.fluxcd.io"

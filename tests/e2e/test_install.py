@@ -5,9 +5,10 @@ fixture, exactly as docs/operations.md tells an operator). These tests check tha
 object of the kustomization is there, that every file of ``manifests/samples/`` is
 accepted by the server with strict field validation, and that the server itself refuses
 what the CRDs' OpenAPI schemas forbid, with the field path in the message. The cases are
-the schema's own rules (``manifests/crds/``); what it does not constrain (a missing
-``spec.image``, an empty ``spec.policy``) is accepted, as with Flux's CRDs of v0.31, and
-left to the controller to report.
+the schema's own rules (``manifests/crds/``), in v1beta2 and v1, Flux v1's two CEL rules
+among them; what v1beta2 does not constrain (a missing ``spec.image``, an empty
+``spec.policy``) is accepted, as with Flux's CRDs of v0.31, and left to the controller to
+report, while v1 requires ``image`` and ``interval`` as Flux v1 does.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def test_every_object_of_the_kustomization_is_installed(cli: Cli) -> None:
     versions = cli.kubectl(
         "get", "crd", "imagerepositories.image.toolkit.fluxcd.io", "-o",
         "jsonpath={range .spec.versions[*]}{.name}:{.served}:{.storage} {end}").stdout
-    assert versions.split() == ["v1beta1:true:false", "v1beta2:true:true"]
+    # Flux v1's layout beside Flux 2.2's versions: v1 is stored (design note).
+    assert versions.split() == ["v1beta1:true:false", "v1beta2:true:false", "v1:true:true"]
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[path.name for path in SAMPLES])
@@ -80,15 +82,33 @@ def test_every_sample_is_accepted_by_the_server(cli: Cli, namespace: str,
         assert "(server dry run)" in done.stdout
 
 
+V1 = "image.toolkit.fluxcd.io/v1"
+
+
 def _repository(**spec: Any) -> dict[str, Any]:
     return {"apiVersion": GROUP_VERSION, "kind": "ImageRepository",
             "metadata": {"name": "invalid"}, "spec": {"image": "example.com/app",
                                                       "interval": "5m", **spec}}
 
 
-def _policy(spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": GROUP_VERSION, "kind": "ImagePolicy",
+def _policy(spec: dict[str, Any], api_version: str = GROUP_VERSION) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": "ImagePolicy",
             "metadata": {"name": "invalid"}, "spec": spec}
+
+
+def _v1(obj: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "apiVersion": V1}
+
+
+def _without(obj: dict[str, Any], field: str) -> dict[str, Any]:
+    return {**obj, "spec": {k: v for k, v in obj["spec"].items() if k != field}}
+
+
+# The CEL rules of Flux v1 (both versions), reported on spec as kube-apiserver v1.37 words it.
+_CEL = "spec: Invalid value: "
+_ONLY_WITH_ALWAYS = (f"{_CEL}spec.interval is only accepted when spec.digestReflectionPolicy "
+                     "is set to 'Always'")
+_NEEDS_INTERVAL = f"{_CEL}spec.interval must be set when spec.digestReflectionPolicy is set to "
 
 
 _REF = {"imageRepositoryRef": {"name": "app"}}
@@ -134,6 +154,23 @@ REJECTED: list[tuple[str, dict[str, Any], str]] = [
      "\"Never\", \"IfNotPresent\", \"Always\""),
     ("policy-interval-pattern", _policy({**_REF, **_SEMVER, "interval": "1d"}),
      "spec.interval: Invalid value: \"1d\": spec.interval in body should match"),
+    ("cel-interval-without-always",
+     _policy({**_REF, **_SEMVER, "digestReflectionPolicy": "IfNotPresent", "interval": "5m"}),
+     _ONLY_WITH_ALWAYS),
+    ("cel-interval-defaulted-never", _policy({**_REF, **_SEMVER, "interval": "5m"}),
+     _ONLY_WITH_ALWAYS),
+    ("cel-always-needs-interval",
+     _policy({**_REF, **_SEMVER, "digestReflectionPolicy": "Always"}), _NEEDS_INTERVAL),
+    ("v1-cel-interval-without-always", _policy({**_REF, **_SEMVER, "interval": "5m"}, V1),
+     _ONLY_WITH_ALWAYS),
+    ("v1-cel-always-needs-interval",
+     _policy({**_REF, **_SEMVER, "digestReflectionPolicy": "Always"}, V1), _NEEDS_INTERVAL),
+    # Flux v1 requires what v0.31's schema never did; only v1 does here.
+    ("v1-image-required", _without(_v1(_repository()), "image"), "spec.image: Required value"),
+    ("v1-interval-required", _without(_v1(_repository()), "interval"),
+     "spec.interval: Required value"),
+    ("v1-provider-enum", _v1(_repository(provider="docker")),
+     "spec.provider: Unsupported value: \"docker\""),
 ]
 
 
@@ -164,6 +201,10 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
     ("empty-policy", _policy({**_REF, "policy": {}})),
     ("two-policy-kinds", _policy({**_REF, "policy": {"semver": {"range": "1.x"},
                                                      "alphabetical": {"order": "asc"}}})),
+    ("v1-empty-policy", _policy({**_REF, "policy": {}}, V1)),
+    ("always-with-interval", _policy({**_REF, **_SEMVER, "digestReflectionPolicy": "Always",
+                                      "interval": "5m"})),
+    ("v1-suspended-policy", _policy({**_REF, **_SEMVER, "suspend": True}, V1)),
 ]
 
 

@@ -1,10 +1,13 @@
 """The controller process against the real API server, seen through kubectl v1.37.2.
 
 What a user sees with kubectl: ``kubectl wait --for=condition=ready``, the printer
-columns the CRDs define (``manifests/crds/``: ImageRepository ``LAST SCAN``, ``TAGS``,
-``READY``, ``STATUS``, ``AGE``; ImagePolicy ``LATESTIMAGE``, ``READY``, ``STATUS``,
-``AGE``), ``kubectl events --for`` with the controller's events, and a rescan requested
-with the ``reconcile.fluxcd.io/requestedAt`` annotation after a real push to a real
+columns the CRDs define per version (``manifests/crds/``; v1beta2: ImageRepository
+``LAST SCAN``, ``TAGS``, ``READY``, ``STATUS``, ``AGE``, ImagePolicy ``LATESTIMAGE``,
+``READY``, ``STATUS``, ``AGE``; v1, which kubectl now prefers, Flux v1's: ``IMAGE``,
+``TAGS``, ``READY``, ``STATUS``, ``AGE`` and ``LAST SCAN`` with ``-o wide``; ``IMAGE``,
+``TAG``, ``READY``, ``STATUS``, ``AGE``), Flux v1's short names and categories,
+``kubectl events --for`` with the controller's events, and a rescan requested with the
+``reconcile.fluxcd.io/requestedAt`` annotation after a real push to a real
 ``docker-registry``. Repositories scan every 10m, so every scan after the first one here
 is one a test asked for.
 """
@@ -20,6 +23,12 @@ pytestmark = pytest.mark.slow
 
 REPO_HEADERS = ["NAME", "LAST SCAN", "TAGS", "READY", "STATUS", "AGE"]
 POLICY_HEADERS = ["NAME", "LATESTIMAGE", "READY", "STATUS", "AGE"]
+V1_REPO_HEADERS = ["NAME", "IMAGE", "TAGS", "READY", "STATUS", "AGE"]
+V1_REPO_WIDE_HEADERS = ["NAME", "IMAGE", "TAGS", "READY", "STATUS", "LAST SCAN", "AGE"]
+V1_POLICY_HEADERS = ["NAME", "IMAGE", "TAG", "READY", "STATUS", "AGE"]
+# Fully qualified, kubectl reads a kind in the version named (it prefers v1 otherwise).
+REPOS_V1BETA2 = "imagerepositories.v1beta2.image.toolkit.fluxcd.io"
+POLICIES_V1BETA2 = "imagepolicies.v1beta2.image.toolkit.fluxcd.io"
 
 
 def _create(e2e: Cli, ns: str, image: str) -> None:
@@ -37,7 +46,8 @@ async def test_ready_columns_and_events(e2e: Cli, kube_namespace: str,
     await registry.push_tags("podinfo", ["6.0.0", "6.1.0", "6.2.0", "latest"])
     _create(e2e, ns, image)
 
-    table = e2e.kubectl("get", "imagerepository", "podinfo", "-n", ns).stdout
+    # v1beta2, Flux 2.2's version: this project's columns (contract A13).
+    table = e2e.kubectl("get", REPOS_V1BETA2, "podinfo", "-n", ns).stdout
     assert headers(table) == REPO_HEADERS
     [row] = columns(table)
     scan_time = e2e.get("imagerepository", "podinfo", ns)["status"]["lastScanResult"]["scanTime"]
@@ -47,13 +57,34 @@ async def test_ready_columns_and_events(e2e: Cli, kube_namespace: str,
     assert row["READY"] == "True"
     assert row["STATUS"] == "successful scan: found 4 tags"
 
-    table = e2e.kubectl("get", "imagepolicy", "podinfo", "-n", ns).stdout
+    table = e2e.kubectl("get", POLICIES_V1BETA2, "podinfo", "-n", ns).stdout
     assert headers(table) == POLICY_HEADERS
     [row] = columns(table)
     assert row["NAME"] == "podinfo"
     assert row["LATESTIMAGE"] == f"{image}:6.2.0"
     assert row["READY"] == "True"
     assert row["STATUS"] == f"Latest image tag for '{image}' resolved to 6.2.0"
+
+    # v1, what kubectl shows by default now: Flux v1's columns, the same status.
+    table = e2e.kubectl("get", "imagerepository", "podinfo", "-n", ns).stdout
+    assert headers(table) == V1_REPO_HEADERS
+    [row] = columns(table)
+    assert (row["IMAGE"], row["TAGS"], row["READY"]) == (image, "4", "True")
+    assert row["STATUS"] == "successful scan: found 4 tags"
+    table = e2e.kubectl("get", "imagerepository", "podinfo", "-n", ns, "-o", "wide").stdout
+    assert headers(table) == V1_REPO_WIDE_HEADERS
+    assert next(columns(table))["LAST SCAN"] == scan_time
+    table = e2e.kubectl("get", "imagepolicy", "podinfo", "-n", ns).stdout
+    assert headers(table) == V1_POLICY_HEADERS
+    [row] = columns(table)
+    assert (row["IMAGE"], row["TAG"], row["READY"]) == (image, "6.2.0", "True")
+    assert row["STATUS"] == f"Latest image tag for '{image}' resolved to 6.2.0"
+
+    # Flux v1's short names and categories.
+    for names in ("imgrepo,imgpol", "imagerepo,imagepol", "fluxcd-images", "fluxcd"):
+        listed = e2e.kubectl("get", names, "-n", ns, "-o", "name").stdout.split()
+        assert sorted(listed) == ["imagepolicy.image.toolkit.fluxcd.io/podinfo",
+                                  "imagerepository.image.toolkit.fluxcd.io/podinfo"], names
 
     # The two kinds in one listing, as the README's first command shows them.
     both = e2e.kubectl("get", "imagerepositories,imagepolicies", "-n", ns).stdout
