@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -51,8 +52,10 @@ from imagereflector.kube.client import (
     IMAGE_POLICIES,
     IMAGE_REPOSITORIES,
     NAMESPACES,
+    ApiError,
     JSONObject,
     KubeClient,
+    ResourceRef,
 )
 from imagereflector.kube.controller import Controller
 from imagereflector.kube.events import EventForwarder, EventRecorder
@@ -246,8 +249,9 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
     events = EventRecorder(kube.sibling(), forwarder=forwarder)
     options = InformerOptions(namespace=settings.watch_namespace(),
                               label_selector=settings.watch_label_selector or None)
-    repositories = Informer(kube, IMAGE_REPOSITORIES, options=options)
-    policies = Informer(kube, IMAGE_POLICIES, options=options)
+    repositories_ref, policies_ref = await image_resources(kube)
+    repositories = Informer(kube, repositories_ref, options=options)
+    policies = Informer(kube, policies_ref, options=options)
     # Namespace labels decide cross-namespace access, so they are watched cluster-wide.
     namespaces = Informer(kube, NAMESPACES, options=InformerOptions())
     policies.add_index(REPOSITORY_INDEX, repository_index)
@@ -266,7 +270,7 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
     reconciler = ImageRepositoryReconciler(RepositoryDeps(
         client=kube, store=store, lister=registry,
         resolver=resolver, events=events, metrics=metrics, now=_utc_now,
-        compatibility=settings.flux_compatibility))
+        compatibility=settings.flux_compatibility, resource=repositories_ref))
     repo_queue = _queue(settings, metrics, REPOSITORY_CONTROLLER)
     policy_queue = _queue(settings, metrics, POLICY_CONTROLLER)
     policy_reconciler = ImagePolicyReconciler(PolicyDeps(
@@ -275,7 +279,8 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
         events=events, metrics=metrics, now=_utc_now,
         no_cross_namespace_refs=settings.no_cross_namespace_refs,
         compatibility=settings.flux_compatibility,
-        requeue_dependency=settings.requeue_dependency))
+        requeue_dependency=settings.requeue_dependency, resource=policies_ref,
+        workload_identity=resolver.workload_identity))
 
     async def reconcile_repository(key: str) -> Result:
         obj = repositories.get(key)
@@ -339,6 +344,48 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
                    elector=elector, closers=closers)
 
 
+# Discovery at startup: a few quick tries, then the storage version of our own CRDs.
+_DISCOVERY_ATTEMPTS = 5
+_DISCOVERY_BACKOFF = 0.5
+
+
+async def image_resources(kube: KubeClient) -> tuple[ResourceRef, ResourceRef]:
+    """Where the controller reads and writes ImageRepositories and ImagePolicies.
+
+    Per kind, the first of ``meta.CONTROLLER_VERSIONS`` the API server serves: v1 with
+    this project's CRDs (storage v1) and with Flux 2.7+'s, v1beta2 with Flux 2.2's or
+    2.6's CRDs left in place (``install-crds`` never replaces a CRD). Either way it is the
+    storage version, so a status written through it loses nothing the schema keeps.
+    When discovery cannot answer (the group is not served yet, or the API server keeps
+    failing), v1 is assumed: it is what ``manifests/`` installs.
+    """
+    served: dict[str, list[str]] = {}
+    for attempt in range(_DISCOVERY_ATTEMPTS):
+        try:
+            served = await kube.served_resources(meta.GROUP, meta.CONTROLLER_VERSIONS)
+            break
+        except ApiError as err:
+            if attempt == _DISCOVERY_ATTEMPTS - 1:
+                log.error("API discovery failed; assuming version v1 of the image kinds",
+                          extra={"error": str(err)})
+            else:
+                await asyncio.sleep(_DISCOVERY_BACKOFF * 2 ** attempt)
+
+    def choose(base: ResourceRef) -> ResourceRef:
+        for version in meta.CONTROLLER_VERSIONS:
+            if base.plural in served.get(version, ()):
+                return dataclasses.replace(base, version=version)
+        log.warning("the API server does not serve this kind yet; using version v1",
+                    extra={"resource": f"{base.plural}.{meta.GROUP}"})
+        return dataclasses.replace(base, version=meta.V1)
+
+    chosen = choose(IMAGE_REPOSITORIES), choose(IMAGE_POLICIES)
+    for ref in chosen:
+        log.info("using API version", extra={"resource": ref.plural,
+                                             "apiVersion": ref.api_version})
+    return chosen
+
+
 def _elector(settings: Settings, kube: KubeClient, metrics: Metrics) -> LeaderElector:
     """A Lease elector in the controller's own namespace (``RUNTIME_NAMESPACE``)."""
     namespace = settings.runtime_namespace or _pod_namespace()
@@ -376,7 +423,10 @@ def repository_changed_for_policies(old: JSONObject, new: JSONObject) -> bool:
     """Whether dependent policies must be re-evaluated (contract A2): a new scan revision,
     a spec change (image, ACL), or deletion — not every status patch."""
     def revision(obj: JSONObject) -> object:
-        return ((obj.get("status") or {}).get("lastScanResult") or {}).get("revision")
+        result = (obj.get("status") or {}).get("lastScanResult") or {}
+        # Flux 2.2's CRDs have no revision field and the API server prunes it: then
+        # every new scan (a new scan time) counts as a change.
+        return result.get("revision", result)
 
     def generation(obj: JSONObject) -> object:
         return (obj.get("metadata") or {}).get("generation")

@@ -11,6 +11,13 @@ status patch, events and metrics. The inner steps are contract §2.3 with sectio
 5. scan and store (⇒ ``ReadOperationFailed``), or keep the last result;
 6. record canonical name and exclusion list, requeue after the interval or remainder.
 
+``--flux-compatibility=v1.2`` changes only what Flux v1.2 shows differently (R1, R2, R4,
+R6, R7, R8, R9, R26): the Ready message carries the revision (``successful scan: found N
+tags with checksum <revision>``), the routine note compares revisions (``tags did not
+change``), tags are stored in descending order with Flux's revision formula, the image
+messages quote the image, a suspended object records a requested reconcile, and a scan
+because the store has no tags shows Ready=Unknown while it runs.
+
 Invariants: Secrets are read only from the object's namespace (the resolver is handed
 ``metadata.namespace``); the tag store row is keyed by ``namespace/name`` (A1) and removed
 when the object goes away; retries live in the workqueue, never here.
@@ -42,6 +49,7 @@ from imagereflector.controllers.shell import (
     ReadyMemory,
     describe_validation_error,
     ensure_finalizer,
+    image_reference_error,
     log_failure,
     notify,
     release_if_deleting,
@@ -52,7 +60,7 @@ from imagereflector.credentials.workload import (
     repository_gate_error,
 )
 from imagereflector.kube import conditions as cond
-from imagereflector.kube.client import IMAGE_REPOSITORIES
+from imagereflector.kube.client import IMAGE_REPOSITORIES, ResourceRef
 from imagereflector.kube.patch import PatchClient, SerialPatcher
 from imagereflector.kube.reconcile import (
     ReconcileError,
@@ -100,6 +108,8 @@ class RepositoryDeps:
     metrics: Metrics
     now: Callable[[], datetime]
     compatibility: Compatibility = Compatibility.V0_31
+    resource: ResourceRef = IMAGE_REPOSITORIES
+    """Where status is written: the API version the informer reads (``app.manager``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,18 +174,25 @@ def _status_of(obj: dict[str, Any]) -> ImageRepositoryStatus:
         return ImageRepositoryStatus()
 
 
-async def _observe_suspended_generation(obj: dict[str, Any], patcher: SerialPatcher) -> None:
+async def _observe_suspended_generation(obj: dict[str, Any], patcher: SerialPatcher, *,
+                                       record_request: bool) -> None:
     """Flux's final patch runs for a suspended object too: nothing in status changes
     except ``observedGeneration``, which follows the generation (the suspension itself)
-    when the object is Ready or Stalled."""
+    when the object is Ready or Stalled, and, with ``record_request`` (Flux v1.2, R9),
+    ``lastHandledReconcileAt``, so ``flux reconcile`` of a suspended object returns."""
     status = _status_of(obj)
     generation = int(obj["metadata"].get("generation", 0))
-    if status.observed_generation == generation:
+    requested = annotation(obj) if record_request else None
+    observe = (status.observed_generation != generation
+               and should_set_observed_generation(status.conditions))
+    if not observe and requested in (None, status.last_handled_reconcile_at):
         return
-    if should_set_observed_generation(status.conditions):
+    if observe:
         status.observed_generation = generation
-        obj["status"] = status.dump()
-        await patcher.patch(obj)
+    if requested is not None:
+        status.last_handled_reconcile_at = requested
+    obj["status"] = status.dump()
+    await patcher.patch(obj)
 
 
 class ImageRepositoryReconciler:
@@ -193,7 +210,7 @@ class ImageRepositoryReconciler:
         obj = copy.deepcopy(obj)
         metadata = obj.setdefault("metadata", {})
         name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
-        patcher = SerialPatcher(deps.client, IMAGE_REPOSITORIES, obj)
+        patcher = SerialPatcher(deps.client, deps.resource, obj)
         try:
             # Deletion: drop the stored tags, then let the object go.
             if metadata.get("deletionTimestamp"):
@@ -205,7 +222,8 @@ class ImageRepositoryReconciler:
             await ensure_finalizer(obj, patcher)
             if (obj.get("spec") or {}).get("suspend") is True:
                 log.info("reconciliation is suspended for this object")
-                await _observe_suspended_generation(obj, patcher)
+                await _observe_suspended_generation(
+                    obj, patcher, record_request=deps.compatibility.latest)
                 return Result()
             return await self._reconcile(obj, patcher)
         finally:
@@ -236,8 +254,12 @@ class ImageRepositoryReconciler:
         requested = annotation(obj)
         outcome = _Outcome()
 
-        async def progress(message: str) -> None:
+        async def progress(message: str, drift: bool = False) -> None:
             cond.progressive_status(conditions, message, generation=generation, now=deps.now())
+            if drift:
+                # Flux v1.2 (R26): what Ready said no longer holds while it runs.
+                cond.mark_unknown(conditions, meta.READY, meta.PROGRESSING_REASON, message,
+                                  generation=generation, now=deps.now())
             obj["status"] = status.dump()
             await patcher.patch(obj)
 
@@ -254,7 +276,7 @@ class ImageRepositoryReconciler:
         finalized = finalize_result(
             conditions, result=result, error=error,
             is_success=succeeds_when_requeued_after(outcome.next_scan_seconds),
-            success_message=f"successful scan: found {outcome.found_tags} tags",
+            success_message=self._ready_message(status, outcome),
             requested_at=requested, generation=generation, now=now)
         if finalized.last_handled_reconcile_at is not None:
             status.last_handled_reconcile_at = finalized.last_handled_reconcile_at
@@ -269,8 +291,16 @@ class ImageRepositoryReconciler:
             raise finalized.error
         return result
 
+    def _ready_message(self, status: ImageRepositoryStatus, outcome: _Outcome) -> str:
+        """``successful scan: found N tags``, with the revision in v1.2 mode (R1)."""
+        message = f"successful scan: found {outcome.found_tags} tags"
+        if self._deps.compatibility.latest:
+            last = status.last_scan_result
+            message += f" with checksum {(last.revision if last else None) or ''}"
+        return message
+
     async def _inner(self, obj: dict[str, Any], status: ImageRepositoryStatus,
-                     progress: Callable[[str], Any], outcome: _Outcome, *,
+                     progress: Callable[..., Any], outcome: _Outcome, *,
                      generation: int, requested: str | None) -> Result:
         deps = self._deps
         conditions = status.conditions
@@ -305,7 +335,9 @@ class ImageRepositoryReconciler:
         try:
             ref = parse_image_reference(spec.image, insecure=spec.insecure)
         except InvalidReferenceError as err:
-            raise StallingError(str(err), reason=meta.IMAGE_URL_INVALID_REASON) from err
+            raise StallingError(
+                image_reference_error(spec.image, err, latest=deps.compatibility.latest),
+                reason=meta.IMAGE_URL_INVALID_REASON) from err
         cond.delete(conditions, meta.STALLED)
         # 3. Credentials, TLS material and proxy, within the effective timeout.
         access = await self._access(obj, repo, ref)
@@ -317,20 +349,29 @@ class ImageRepositoryReconciler:
                                  reason=meta.FAILURE_REASON) from err
         # 5. Scan and store, or keep what the last scan found.
         if decision.scan:
-            await progress(f"scanning: {decision.reason}")
+            latest_mode = deps.compatibility.latest
+            await progress(f"scanning: {decision.reason}",
+                           drift=latest_mode and decision.reason == NO_TAGS_IN_DATABASE)
             try:
                 scanned = await scan(
                     lister=deps.lister, ref=ref, access=access,
                     exclusions=spec.effective_exclusion_list(), timeout_ns=spec.timeout_ns(),
-                    now=deps.now(), store=deps.store, key=object_key(obj))
+                    now=deps.now(), store=deps.store, key=object_key(obj),
+                    compatibility=deps.compatibility)
             except ScanError as err:
                 raise ReconcileError(f"scan failed: {err}",
                                      reason=meta.READ_OPERATION_FAILED_REASON) from err
             previous = status.last_scan_result
             outcome.found_tags = scanned.result.tag_count
-            prefix = ("no new tags found, " if previous is not None
-                      and previous.tag_count == scanned.result.tag_count
-                      else "successful scan, ")
+            # R2: v0.31 compares the tag counts, v1.2 the revisions.
+            if latest_mode:
+                unchanged = (previous is not None
+                             and previous.revision == scanned.result.revision)
+                prefix = "tags did not change, " if unchanged else "successful scan, "
+            else:
+                prefix = ("no new tags found, " if previous is not None
+                          and previous.tag_count == scanned.result.tag_count
+                          else "successful scan, ")
             outcome.next_scan_message = f"{prefix}next scan in {format_duration(decision.when_ns)}"
             status.last_scan_result = scanned.result
             if requested is not None:

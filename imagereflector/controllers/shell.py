@@ -19,6 +19,12 @@ from imagereflector.kube.client import ApiError
 from imagereflector.kube.events import EventType
 from imagereflector.kube.patch import SerialPatcher
 from imagereflector.kube.reconcile import ReconcileError
+from imagereflector.registry.redact import scrub
+from imagereflector.registry.reference import InvalidReferenceError
+
+# The two messages of parse_image_reference that Flux v1.2 words differently (R7, R8).
+_SCHEME_PREFIX = ".spec.image value should not start with URL scheme; "
+_TAG_PREFIX = ".spec.image value should not contain a tag; "
 
 
 class EventSink(Protocol):
@@ -28,6 +34,30 @@ class EventSink(Protocol):
                reason: str, message: str) -> None:
         """Record one event for ``obj``."""
         ...
+
+
+def reconcile_request(obj: Mapping[str, Any]) -> str | None:
+    """The ``reconcile.fluxcd.io/requestedAt`` value, None when absent."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(meta.RECONCILE_REQUEST_ANNOTATION)
+    return value if isinstance(value, str) else None
+
+
+def image_reference_error(image: str, err: InvalidReferenceError, *, latest: bool) -> str:
+    """The ``ImageURLInvalid`` message of ``spec.image``: v0.31's words, or with
+    ``latest`` Flux v1.2's, which quote the image (``image '<image>' should not include
+    a tag; remove ':x'``). The quoted image passes the redaction step, so userinfo in
+    a URL never reaches a condition (contract A11)."""
+    message = str(err)
+    if not latest:
+        return message
+    if message.startswith(_SCHEME_PREFIX):
+        return scrub(f"image '{image}' should not include URL scheme; "
+                     f"{message.removeprefix(_SCHEME_PREFIX)}")
+    if message.startswith(_TAG_PREFIX):
+        return scrub(f"image '{image}' should not include a tag; "
+                     f"{message.removeprefix(_TAG_PREFIX)}")
+    return message
 
 
 async def release_if_deleting(obj: dict[str, Any], patcher: SerialPatcher) -> bool:

@@ -104,6 +104,8 @@ def _seg(value: str) -> str:
 
 IMAGE_REPOSITORIES: Final = ResourceRef(meta.GROUP, meta.VERSION, "imagerepositories")
 IMAGE_POLICIES: Final = ResourceRef(meta.GROUP, meta.VERSION, "imagepolicies")
+"""The image kinds at the contract's version; the controller itself uses the version
+:meth:`KubeClient.served_resources` finds (``app.manager``)."""
 SECRETS: Final = ResourceRef("", "v1", "secrets")
 SERVICE_ACCOUNTS: Final = ResourceRef("", "v1", "serviceaccounts")
 NAMESPACES: Final = ResourceRef("", "v1", "namespaces", namespaced=False)
@@ -371,6 +373,25 @@ class KubeClient:
         if enabled:
             self._bucket = TokenBucket(qps=0, burst=1)
         return enabled
+
+    async def served_resources(self, group: str, versions: Iterable[str]
+                               ) -> dict[str, builtins.list[str]]:
+        """The resources (plurals) ``group`` serves in each of ``versions`` (discovery).
+
+        A version the group does not serve (404, as a missing group is) maps to ``[]``.
+        Other failures raise :class:`ApiError`. Discovery is readable by every
+        authenticated identity (the ``system:discovery`` role), so this needs no RBAC.
+        """
+        served: dict[str, builtins.list[str]] = {}
+        for version in versions:
+            try:
+                listed = await self._request("GET", f"/apis/{_seg(group)}/{_seg(version)}")
+            except NotFoundError:
+                served[version] = []
+                continue
+            served[version] = [str(resource.get("name")) for resource in
+                               listed.get("resources") or [] if isinstance(resource, dict)]
+        return served
 
     @property
     def rate_limited(self) -> bool:

@@ -3,11 +3,10 @@
 Role: pure functions over two raw object dicts (old, new), used by the informer handlers to
 decide whether to enqueue. Creates and deletes always pass; they never reach these functions.
 
-Invariants (contract §2.1, §3.1):
-- An ImageRepository update passes when ``metadata.generation`` changed, or the
-  ``reconcile.fluxcd.io/requestedAt`` annotation changed or appeared.
-- An ImagePolicy update passes only on a generation change (the annotation does not
-  trigger it).
+Invariants (contract §2.1, §3.1, spec §3.1):
+- An update passes when ``metadata.generation`` changed, or the
+  ``reconcile.fluxcd.io/requestedAt`` annotation changed or appeared. For ImagePolicies
+  the annotation is Flux v1's trigger (v0.31 ignored it), in both compatibility modes.
 - For both, the update that sets ``metadata.deletionTimestamp`` passes, and so does a
   finalizer change while the object is being deleted: otherwise a deletion that does not
   bump the generation would never run the finalizer-removal pass.
@@ -69,8 +68,8 @@ def image_repository_update(old: Mapping[str, Any], new: Mapping[str, Any]) -> b
 
 
 def image_policy_update(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether an ImagePolicy update should be reconciled (§3.1)."""
-    return generation_changed(old, new) or _deletion(old, new)
+    """Whether an ImagePolicy update should be reconciled (spec §3.1)."""
+    return generation_changed(old, new) or reconcile_requested(old, new) or _deletion(old, new)
 
 
 def _annotation(obj: Mapping[str, Any], key: str) -> str | None:

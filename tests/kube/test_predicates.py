@@ -1,4 +1,7 @@
-"""Update predicates (contract §2.1, §3.1): which updates reach the workqueue."""
+"""Update predicates (contract §2.1, spec §3.1): which updates reach the workqueue.
+
+A requested reconcile triggers both kinds: Flux v1's ImagePolicy predicate, on in both
+compatibility modes (Flux v0.31 ignored the annotation on policies)."""
 
 from __future__ import annotations
 
@@ -40,14 +43,14 @@ CASES = [
         BASE,
         obj(annotations={REQ: "now"}, finalizers=[meta.FINALIZER]),
         True,
-        False,
+        True,
     ),
     (
         "requestedAt-changed",
         obj(annotations={REQ: "a"}),
         obj(annotations={REQ: "b"}),
         True,
-        False,
+        True,
     ),
     ("requestedAt-same", obj(annotations={REQ: "a"}), obj(annotations={REQ: "a"}), False, False),
     ("requestedAt-removed", obj(annotations={REQ: "a"}), obj(annotations={}), False, False),
