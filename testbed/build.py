@@ -567,6 +567,36 @@ def ensure_built(
     return directory
 
 
+# Where each Flux line's image-reflector-controller module (its CRDs) is pinned.
+FLUX_LINES: dict[str, GoModule] = {"flux-v2.2": FLUX_V22, "flux-latest": FLUX_LATEST}
+
+
+def flux_crd_dir(line: str, *, log: TextIO | None = None, root: Path | None = None) -> Path:
+    """``config/crd/bases`` of the image-reflector-controller pinned for a Flux line
+    (``flux-v2.2``: v0.31.0; ``flux-latest``: v1.x), from the Go module cache.
+
+    ``go mod download`` fetches the module when the cache lacks it, checked against the
+    line's go.sum as every build is (v0.31.0 through the seeded local proxy). Costs one
+    quick ``go`` call when it is there. Raises ``BuildError`` when it cannot be had.
+    """
+    module = FLUX_LINES[line]
+    base = root if root is not None else cache_root()
+    go = find_go()
+    env = _go_env(go, module, base)
+    for seed in module.seeds:
+        seed_local_proxy(seed, base, _upstream_proxy(env), log if log is not None else sys.stderr)
+    wanted = f"{_IRC}@{module.required_version(_IRC)}"
+    done = subprocess.run([go, "mod", "download", "-json", wanted], cwd=module.directory,
+                          env=env, capture_output=True, text=True, check=False, timeout=600)
+    try:
+        directory = Path(json.loads(done.stdout)["Dir"]) / "config" / "crd" / "bases"
+    except (ValueError, KeyError) as exc:
+        raise BuildError(f"go mod download {wanted} failed: {done.stderr.strip()}") from exc
+    if not directory.is_dir():
+        raise BuildError(f"{wanted} has no {directory}")
+    return directory
+
+
 def _write_build_info(spec: Target, directory: Path, go: str, seconds: float) -> None:
     """Record which pins and which Go built this directory, for a human looking at it."""
     version = subprocess.run(
