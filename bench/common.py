@@ -115,6 +115,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_wait_seconds(pid: int) -> float:
+    """Seconds ``pid``'s threads spent runnable but waiting for a core (the second field
+    of ``/proc/<pid>/task/<tid>/schedstat``, summed over the threads alive now): how much
+    other work on the machine held the process back."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[1])
+    return total / 1e9
+
+
 # --- HTTP -------------------------------------------------------------------------------
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:

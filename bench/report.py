@@ -214,7 +214,9 @@ def _side_by_side(results: list[Result], versions: JSON) -> list[str]:
         "requeues), ours one, so the time until all Ready is the figure to compare.",
         "- **Peak RSS** is `VmHWM` of the controller process, read when the last object is "
         "Ready; **CPU seconds** the `utime+stime` delta from before the first POST to that "
-        "moment (`/proc/<pid>/stat`).",
+        "moment (`/proc/<pid>/stat`); *waited for a core* (detail table) the time its "
+        "threads were runnable but not running (`/proc/<pid>/task/*/schedstat`), which "
+        "shows how much the other processes on the two cores held it back.",
         "- **API requests per scan**: the API server's own count of the requests it "
         "dispatched for the `service-accounts` flow schema "
         "(`apiserver_flowcontrol_dispatched_requests_total`), divided by N. Only the "
@@ -243,22 +245,23 @@ def _side_by_side(results: list[Result], versions: JSON) -> list[str]:
         "Detail per run:",
         "",
         "| fleet | controller | create (s) | all Ready (s) | reconciles | reconciles/s | "
-        "CPU (s) | CPU share | peak RSS (MiB) | RSS before the wave (MiB) | "
-        "API requests/scan (server) | (client's own count) | registry requests/scan | "
-        "kube-apiserver CPU (s) | etcd CPU (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "CPU (s) | CPU share | waited for a core (s) | peak RSS (MiB) | "
+        "RSS before the wave (MiB) | API requests/scan (server) | (client's own count) | "
+        "registry requests/scan | kube-apiserver CPU (s) | etcd CPU (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in fleets:
         for key, title in (("ours", "ours"), ("flux", "Flux's")):
             w = r.data[key]
             if not w.get("ok"):
                 out.append(f"| {_fleet_label(r.data)} | {title} | FAILED: "
-                           f"{str(w.get('error'))[:200]} |" + " |" * 13)
+                           f"{str(w.get('error'))[:200]} |" + " |" * 14)
                 continue
             out.append(
                 f"| {_fleet_label(r.data)} | {title} | {w['create_seconds']:.2f} | "
                 f"{w['seconds']:.2f} | {w['reconciles']:.0f} | {w['reconciles_per_s']:.0f} | "
                 f"{w['cpu_seconds']:.1f} | {w['cpu_seconds'] / w['seconds'] * 100:.0f}% | "
+                f"{w.get('cpu_wait_seconds', 0.0):.1f} | "
                 f"{w['peak_rss_mib']:.1f} | {w['rss_before_mib']:.1f} | "
                 f"{w['api_per_scan']:.2f} | {w['client_api_per_scan']:.2f} | "
                 f"{w['registry_per_scan']:.2f} | {w['apiserver_cpu_seconds']:.1f} | "
@@ -386,7 +389,7 @@ _BEFORE: Final = (
 
 def _after(results: list[Result], name: str, what: str) -> str:
     found = _one(results, name)
-    if found is not None and "ours" in found:  # side-by-side results: our half
+    if found is not None and isinstance(found.get("ours"), dict):  # side by side: our half
         found = found["ours"]
         if not found.get("ok"):
             return "failed in this run"
@@ -501,25 +504,41 @@ def _fleet_analysis(results: list[Result]) -> list[str]:
                              "saving can reach the target at this size")
             out.append(line + ".")
         out.append("")
-    slow = [r for r in fleet if any("Ready" in t.text and not t.met for t in r.targets)]
+    slow = [r for r in fleet if any(("Ready" in t.text or "reconciles" in t.text)
+                                    and not t.met for t in r.targets)]
     if slow:
         out += ["### Fleet: time to all Ready", "",
-                "CPU share is the controller's CPU seconds over the wave's wall time: near "
-                "100% the one Python process is the bottleneck, well below it the workers "
-                "wait on the API server (each scan's requests are sequential within a "
-                "worker, `--concurrent` workers at a time).", ""]
+                "Where the wave's time goes, per controller: its own CPU share of the wall "
+                "time (near 100% the one Python process is the bottleneck; Go's can exceed "
+                "it), and the CPU kube-apiserver and etcd spent over the wave divided by the "
+                "controller's requests (an upper bound per request: the servers also "
+                "served the N creates and the bench's watch). On two shared cores the "
+                "controller, kube-apiserver, etcd and the bench compete; every request a "
+                "scan makes costs server CPU, so requests per scan times server CPU per "
+                "request bounds the scans per second the machine can serve.", ""]
         for r in slow:
-            o, f, n = r.data["ours"], r.data["flux"], r.data["objects"]
-            line = (f"- {r.name}: ours {o['seconds']:.1f} s, CPU share "
-                    f"{o['cpu_seconds'] / o['seconds'] * 100:.0f}%, "
-                    f"{o['cpu_seconds'] * 1000 / n:.1f} ms of CPU and "
-                    f"{o['api_per_scan']:.2f} API requests per scan")
-            if f.get("ok"):
-                line += (f"; Flux's {f['seconds']:.1f} s, CPU share "
-                         f"{f['cpu_seconds'] / f['seconds'] * 100:.0f}% (of one core; Go uses "
-                         f"both), {f['cpu_seconds'] * 1000 / n:.1f} ms of CPU and "
-                         f"{f['api_per_scan']:.2f} API requests per scan")
-            out.append(line + ".")
+            n = r.data["objects"]
+            for key, title in (("ours", "ours"), ("flux", "Flux's")):
+                w = r.data[key]
+                if not w.get("ok"):
+                    continue
+                requests = w["api_per_scan"] * n
+                server_ms = (w["apiserver_cpu_seconds"] + w["etcd_cpu_seconds"]) * 1000
+                per_scan = server_ms / n
+                busy = (w["cpu_seconds"] + w["apiserver_cpu_seconds"]
+                        + w["etcd_cpu_seconds"]) / w["seconds"]
+                out.append(
+                    f"- {r.name}, {title}: {w['seconds']:.1f} s; own CPU "
+                    f"{w['cpu_seconds']:.1f} s ({w['cpu_seconds'] / w['seconds'] * 100:.0f}% "
+                    f"of one core, {w['cpu_seconds'] * 1000 / n:.1f} ms per scan), runnable "
+                    f"but waiting for a core {w.get('cpu_wait_seconds', 0.0):.1f} s; "
+                    f"{w['api_per_scan']:.2f} API requests per scan, each costing the "
+                    f"kube-apiserver up to {w['apiserver_cpu_seconds'] * 1000 / requests:.1f} "
+                    f"ms and etcd up to {w['etcd_cpu_seconds'] * 1000 / requests:.1f} ms of "
+                    f"CPU, i.e. {per_scan:.1f} ms of server CPU per scan (at most "
+                    f"{1000 / per_scan if per_scan else 0:.0f} scans/s per core given to "
+                    f"the servers); controller + kube-apiserver + etcd kept {busy:.2f} "
+                    "cores busy.")
         out.append("")
     more = [r for r in fleet if any("registry requests" in t.text and not t.met
                                     for t in r.targets)]
@@ -644,6 +663,11 @@ def write_report(path: Path, results: list[Result], machine: JSON, *, quick: boo
         ".venv/bin/python -m bench --only scan        # one kind: scan, fleet, store, policy "
         "(policy includes the scrape), worst",
         ".venv/bin/python -m bench.profile_scan       # the scan profile (needs pyinstrument)",
+        ".venv/bin/python -m bench.profile_fleet      # ours under py-spy during a 1,000 x 100 "
+        "wave",
+        "BENCH_OURS_TREE=/tmp/before make bench       # ours from another checkout (before/after)",
+        "make soak                                    # 10 min, 10,000 objects (SOAK_MINUTES, "
+        "SOAK_OBJECTS)",
         "```",
         "",
         "## Targets",
