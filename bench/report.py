@@ -1,10 +1,14 @@
 """Writes ``docs/performance.md`` from one run's results.
 
-The document is generated whole: machine, commands, the verdict on every target with
-its number, one table per benchmark, and the analysis of missed targets with the
-evidence this run gathered (the scan profile, the per-step timings, the request counts).
-Analysis paragraphs are only written when the results they rest on are present, so the
-document never carries placeholders; a benchmark that failed is listed with its error.
+The document is generated whole: machine and versions (Kubernetes, etcd, Flux's
+controller, our commit), which server each section's figures come from, commands, the
+verdict on every target with its number, the side-by-side table (ours, Flux's, ratio,
+target), one table per benchmark, and the analysis of missed targets with the evidence
+this run gathered (the scan profile, the per-step timings, the request counts, server CPU
+per request, the fleet profile). Analysis paragraphs are only written when the results
+they rest on are present, so the document never carries placeholders; a benchmark that
+failed is listed with its error. The soak section is rendered from its own results file
+(``make soak``), labelled with the API server it ran against.
 """
 
 from __future__ import annotations
@@ -200,7 +204,9 @@ def _side_by_side(results: list[Result], versions: JSON) -> list[str]:
         "`--health-addr` on loopback ports, `--enable-leader-election=false`, "
         "`--log-level=info`; everything else at each one's defaults (both default to "
         "`--kube-api-qps=50 --kube-api-burst=300` and JSON logs; Flux's Badger store keeps "
-        "its default `--storage-value-log-file-size`). Ours also gets `--registry-qps=0`: "
+        "its default `--storage-value-log-file-size`; ours keeps its default "
+        "`--flux-compatibility=v0.31`, the release it is compared with). Ours also gets "
+        "`--registry-qps=0`: "
         "its per-host limit (10/s by default) would throttle a benchmark that scans one "
         "registry host thousands of times, and Flux has no such limit.",
         "- **The wave.** With the controller ready (`/readyz` 200, then 1 s), the bench "
