@@ -9,10 +9,14 @@ package: JSON, TLS, aiohttp, asyncio, logging, ours by module, ...) and the func
 with the most samples, inclusive and self. ``make bench`` runs it (1,000 x 100) when a
 side-by-side fleet target was missed, and the report carries the summary.
 
-py-spy is not a dependency: ``make bench`` installs it into the venv (``pip install
-py-spy``); without it ``profile`` returns None and the report says so. Sampling is
-non-blocking (the controller is never paused), at 200 Hz, idle samples left out, so the
-counts are CPU time; py-spy's own CPU is on the same cores, which slows the wave a little.
+py-spy is not a dependency (``.venv/bin/pip install py-spy``); without it ``profile``
+returns None and the report says so. Sampling is non-blocking (the controller is never
+paused), at 200 Hz. py-spy leaves out samples of threads it sees sleeping, but on a busy
+machine a thread waiting for a core is not sleeping, and its idle test misses some
+blocking waits: the samples are therefore shares of the time a thread was running or
+ready to run, not CPU seconds (``utime+stime`` over the wave is printed beside them), and
+the two known blocking waits (the event loop's ``epoll`` and the SQLite thread's queue)
+are taken out. py-spy's own CPU is on the same cores, which slows the wave a little.
 
 Invariants: every process (registry, cluster, controller, py-spy) is stopped when the
 profile ends, also on errors; the raw collapsed stacks stay in the temporary directory
@@ -59,6 +63,19 @@ _AREAS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Leaf frames that are a thread blocked waiting, whatever py-spy's idle test said.
+_WAITS: tuple[str, ...] = (
+    "EpollSelector.select (",  # the event loop waiting for I/O or a timer
+    "_connection_worker_thread (aiosqlite/core.py:59)",  # the SQLite thread's queue get
+    "_worker (concurrent/futures/thread.py:81)",  # an idle executor thread
+)
+
+
+def _waiting(frame: str) -> bool:
+    short = _short(frame)
+    return any(short.startswith(w) or w in short for w in _WAITS)
+
+
 def _area(frame: str) -> str:
     """The area of a collapsed-stack frame ``func (path:line)``."""
     path = frame.rsplit("(", 1)[-1]
@@ -87,7 +104,7 @@ def summarise(raw: str, top: int = 25, cpu_seconds: float | None = None) -> str:
     """The text summary of py-spy's ``--format raw`` (collapsed stacks) output;
     ``cpu_seconds`` (``utime+stime`` over the same window) is printed beside the
     samples' own estimate."""
-    total = 0
+    total = waits = 0
     areas: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
@@ -100,6 +117,9 @@ def summarise(raw: str, top: int = 25, cpu_seconds: float | None = None) -> str:
                   and not f.startswith("thread ")]
         if not frames:
             continue
+        if _waiting(frames[-1]):
+            waits += count
+            continue
         total += count
         areas[_area(frames[-1])] += count
         own[_short(frames[-1])] += count
@@ -108,10 +128,13 @@ def summarise(raw: str, top: int = 25, cpu_seconds: float | None = None) -> str:
     if total == 0:
         return "no samples"
     measured = "" if cpu_seconds is None else \
-        f"; utime+stime over the wave: {cpu_seconds:.1f} s"
-    out = [f"{total} on-CPU samples at {RATE} Hz ({total / RATE:.1f} s of CPU){measured}.",
-           "A socket write or epoll call counts with the kernel work it does (on loopback the",
-           "sender's call also runs the receiving side of TCP).", "",
+        f"; the process's utime+stime over the wave: {cpu_seconds:.1f} s"
+    out = [f"{total} samples at {RATE} Hz of threads running or ready to run "
+           f"({waits} more in known blocking waits left out){measured}.",
+           "Shares, not seconds. A socket write counts with the kernel work it does (on",
+           "loopback the sender's call also runs the receiving side of TCP) and often hands",
+           "the core to the process it woke, so on a busy machine it is over-represented.",
+           "",
            "By area (leaf frame):"]
     out += [f"  {n * 100 / total:5.1f}%  {a}" for a, n in areas.most_common(top)]
     out += ["", "Functions, inclusive (the function or anything it called):"]
