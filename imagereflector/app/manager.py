@@ -243,7 +243,8 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
                                      max_bytes=settings.max_tag_bytes_per_scan,
                                      max_retry_after=settings.registry_max_retry_after,
                                      observer=metrics,
-                                     dot_local_plain_http=not settings.flux_compatibility.latest)
+                                     dot_local_plain_http=not settings.flux_compatibility.latest,
+                                     strict_realms=settings.flux_compatibility.latest)
     closers.append(registry.close)
     forwarder = EventForwarder(settings.events_addr) if settings.events_addr else None
     events = EventRecorder(kube.sibling(), forwarder=forwarder)

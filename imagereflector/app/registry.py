@@ -26,13 +26,16 @@ def build_registry_client(
     max_retry_after: float = 60.0,
     observer: RegistryObserver | None = None,
     dot_local_plain_http: bool = True,
+    strict_realms: bool = False,
 ) -> RegistryClient:
     """A registry client with a shared per-host limiter and the whole-scan bounds.
 
-    ``dot_local_plain_http`` is False in v1.2 mode: ``*.local`` hosts are https only.
+    ``dot_local_plain_http`` is False and ``strict_realms`` True in v1.2 mode: ``*.local``
+    hosts are https only, and token realms follow Flux v1.2's rule.
     """
     limiter = HostLimiter(qps=qps, burst=burst, clock=SystemClock())
     settings = ClientSettings(max_pages=max_pages, max_scan_tags=max_tags,
                               max_scan_bytes=max_bytes, max_retry_after=max_retry_after,
-                              dot_local_plain_http=dot_local_plain_http)
+                              dot_local_plain_http=dot_local_plain_http,
+                              strict_realms=strict_realms)
     return RegistryClient(limiter=limiter, observer=observer or NullObserver(), settings=settings)

@@ -230,14 +230,12 @@ class PullSecretKeyring:
         ``/v1/`` or ``/v2/`` path is dropped, and the key is the host plus any remaining
         path; Docker Hub alias hosts become ``index.docker.io`` (contract A4). Entries are
         ordered by key, reverse lexicographically, so longer (more specific) keys come
-        first. Raises ``DockerConfigError`` naming the secret for unreadable content.
+        first. Raises ``DockerConfigError`` for unreadable content, worded as Flux words it.
         """
         found: list[KeyringEntry] = []
         for secret in secrets:
-            try:
-                found.extend(_keyring_entries(_secret_config(secret)))
-            except DockerConfigError as err:
-                raise DockerConfigError(f"pull secret {secret.name}: {err}") from None
+            # Flux's keyring reports the decoding error as it is, without naming the secret.
+            found.extend(_keyring_entries(_secret_config(secret)))
         return cls._sorted(found)
 
     @classmethod

@@ -69,6 +69,7 @@ from imagereflector.registry.types import (
     ProxyConfig,
     TLSConfig,
 )
+from imagereflector.registry.urls import check_realm_strictly
 
 __all__ = ["ClientSettings", "NullObserver", "RegistryClient", "RegistryObserver"]
 
@@ -117,6 +118,8 @@ class ClientSettings:
     # go-containerregistry up to v0.19 (Flux v0.31) reached ``*.local`` hosts over plain
     # http; v0.21 (Flux v1.2) only tries https for them.
     dot_local_plain_http: bool = True
+    # Flux v1.2's realm rule (urls.check_realm_strictly): on with --flux-compatibility=v1.2.
+    strict_realms: bool = False
 
 
 @dataclass(slots=True)
@@ -347,10 +350,16 @@ class RegistryClient:
     async def _authorize(self, call: _Call) -> None:
         if call.authorized:
             return
-        if isinstance(call.credentials, DeferredCredentials) and call.state.challenge is not None:
-            # The registry wants credentials: only now are deferred ones fetched.
+        if isinstance(call.credentials, DeferredCredentials):
+            # Flux v1.2 asks its authenticator on the first request that needs auth
+            # headers, challenged or not: only now are deferred credentials fetched.
             call.credentials = await _fetch_deferred(call.credentials)
             call.secrets.extend(_call_secrets(call.credentials, None))
+        challenge = call.state.challenge
+        if self._settings.strict_realms and challenge is not None \
+                and challenge.scheme == "bearer" and challenge.realm:
+            check_realm_strictly(challenge.realm, registry=call.ref.registry,
+                                 insecure=call.base.startswith("http://"))
         header, cached = await self._authorizer.authorization(
             call.channel, registry=call.ref.registry, challenge=call.state.challenge,
             credentials=call.credentials, scope=pull_scope(call.ref.repository),
@@ -368,7 +377,15 @@ class RegistryClient:
         while True:
             if not call.base:
                 await self._connect(call)
-            await self._authorize(call)
+            try:
+                await self._authorize(call)
+            except CredentialSourceError as err:
+                if call.state.challenge is not None:
+                    raise
+                # Unchallenged, Go's transport reports the authenticator's failure as the
+                # failure of the request it was preparing.
+                raise CredentialSourceError(
+                    f'{method.capitalize()} "{call.base}{url_path}": {err}') from None
             headers = {"Accept": accept}
             if call.authorization is not None:
                 headers["Authorization"] = call.authorization

@@ -34,6 +34,9 @@ _METADATA_NAMES: Final = frozenset({
     "metadata.google.internal", "metadata.goog", "metadata", "instance-data",
     "instance-data.ec2.internal"})
 _MAX_URL_CHARS: Final = 8192
+_GO_PRIVATE_V4: Final = ("127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/24", "10.0.0.0/8",
+                         "172.16.0.0/12", "192.168.0.0/16", "0.0.0.0/32")
+_GO_PRIVATE_V6: Final = ("::1/128", "fe80::/10", "ff02::/16", "fc00::/7", "::/128")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +159,38 @@ def _origin(url: SplitResult | Target) -> tuple[str, str, int]:
         return url.origin
     port = url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme, 0)
     return (url.scheme, url.hostname or "", port)
+
+
+def _go_private(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Go's ``IsLoopback || IsLinkLocalUnicast || IsLinkLocalMulticast || IsPrivate ||
+    IsUnspecified`` (narrower than Python's ``is_private``, which also takes reserved and
+    documentation ranges)."""
+    networks = _GO_PRIVATE_V4 if isinstance(address, ipaddress.IPv4Address) else _GO_PRIVATE_V6
+    return any(address in ipaddress.ip_network(n) for n in networks)
+
+
+def check_realm_strictly(realm: str, *, registry: str, insecure: bool) -> None:
+    """Flux v1.2's realm rule (go-containerregistry v0.21): https, or http when the
+    registry itself is reached over http; and an IP-literal realm host in a private,
+    loopback, link-local or unspecified range only when it is the registry's own
+    ``host:port``. Raises ``InvalidResponseError`` worded as Flux words it."""
+    prefix = "invalid realm in www-authenticate: "
+    try:
+        parts = urlsplit(realm)
+        host = parts.hostname or ""
+    except ValueError:
+        raise InvalidResponseError(f"{prefix}parsing realm {display_url(realm)!r} failed"
+                                   ) from None
+    if parts.scheme == "http" and not insecure:
+        raise InvalidResponseError(
+            f'{prefix}realm scheme "http" not allowed for a secure registry; use https')
+    if parts.scheme not in ("http", "https"):
+        raise InvalidResponseError(
+            f'{prefix}realm scheme "{parts.scheme}" not allowed; must be https (or http for '
+            "insecure registries)")
+    if parts.netloc.rsplit("@", 1)[-1] == registry:
+        return
+    address = _literal(host)
+    if address is not None and _go_private(address):
+        raise InvalidResponseError(
+            f'{prefix}realm host "{host}" is a private or link-local address')

@@ -465,21 +465,21 @@ def test_keyring_lookup_over_parsed_configs_keeps_secret_order() -> None:
 KEYRING_ERRORS = [
     ("bad-json", PullSecret(name="p1", type=DOCKER_CONFIG_JSON_TYPE,
                             data={DOCKER_CONFIG_JSON_KEY: b"{"}),
-     "pull secret p1: .dockerconfigjson is not valid JSON"),
+     ".dockerconfigjson is not valid JSON"),
     ("bad-auth", PullSecret(name="p2", type=DOCKERCFG_TYPE,
                             data={DOCKERCFG_KEY: f'{{"a.io": {{"auth": "{b64(SECRET)}"}}}}'
                                   .encode()}),
-     "pull secret p2: unable to decode auth field: "
+     "unable to decode auth field: "
      "must be formatted as base64(username:password)"),
     ("bad-key", json_secret("p3", {f"https://u:{SECRET}@exa mple.com": "u"}),
-     'pull secret p3: invalid auths key "https://<redacted>@exa mple.com": '
+     'invalid auths key "https://<redacted>@exa mple.com": '
      "invalid character ' ' in host name"),
     # Go's url.Parse rejects these hosts too, so their globs can never be used.
     ("negated-class-key", json_secret("p4", {"r-[^a].example.com": "u"}),
-     "pull secret p4: invalid auths key \"r-[^a].example.com\": "
+     "invalid auths key \"r-[^a].example.com\": "
      "invalid character '^' in host name"),
     ("leading-bracket-key", json_secret("p5", {"[a].example.com": "u"}),
-     "pull secret p5: invalid auths key \"[a].example.com\": invalid port"),
+     "invalid auths key \"[a].example.com\": invalid port"),
 ]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from imagereflector.registry.errors import InvalidResponseError
 from imagereflector.registry.urls import (
+    check_realm_strictly,
     display_url,
     is_metadata_address,
     parse_target,
@@ -76,3 +77,33 @@ def test_same_origin(a: str, b: str, same: bool) -> None:
 def test_display_url_never_raises() -> None:
     assert display_url("http://u:p@[::1/x?q#f") == "http://[::1/x"
     assert display_url("not a url?q") == "not a url"
+
+
+@pytest.mark.parametrize(("realm", "registry", "insecure", "error"), [
+    ("https://auth.example.com/token", "r.example.com", False, ""),
+    ("https://10.0.0.5/token", "r.example.com", False,
+     'realm host "10.0.0.5" is a private or link-local address'),
+    ("http://127.0.0.1:5001/token", "127.0.0.1:5000", True,
+     'realm host "127.0.0.1" is a private or link-local address'),
+    ("http://127.0.0.1:5000/token", "127.0.0.1:5000", True, ""),
+    ("https://[::1]/token", "r.example.com", False,
+     'realm host "::1" is a private or link-local address'),
+    ("https://[::ffff:192.168.1.1]/token", "r.example.com", False,
+     'realm host "::ffff:192.168.1.1" is a private or link-local address'),
+    ("https://100.64.0.1/token", "r.example.com", False, ""),
+    ("http://auth.example.com/token", "r.example.com", False,
+     'realm scheme "http" not allowed for a secure registry; use https'),
+    ("http://auth.example.com/token", "r.example.com", True, ""),
+    ("ftp://auth.example.com/token", "r.example.com", True,
+     'realm scheme "ftp" not allowed; must be https (or http for insecure registries)'),
+], ids=["https-name", "private-v4", "loopback-other-port", "same-host-port", "loopback-v6",
+        "mapped-private", "shared-space-is-not-private-in-go", "http-for-https-registry",
+        "http-for-http-registry", "odd-scheme"])
+def test_flux_v12_realm_rule(realm: str, registry: str, insecure: bool, error: str) -> None:
+    # Expected values from go-containerregistry v0.21.6's validateRealmURL (Flux v1.2.4).
+    if not error:
+        check_realm_strictly(realm, registry=registry, insecure=insecure)
+        return
+    with pytest.raises(InvalidResponseError) as caught:
+        check_realm_strictly(realm, registry=registry, insecure=insecure)
+    assert str(caught.value) == f"invalid realm in www-authenticate: {error}"
