@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -55,7 +54,6 @@ from imagereflector.kube.client import (
     ApiError,
     JSONObject,
     KubeClient,
-    ResourceRef,
 )
 from imagereflector.kube.controller import Controller
 from imagereflector.kube.events import EventForwarder, EventRecorder
@@ -250,9 +248,9 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
     events = EventRecorder(kube.sibling(), forwarder=forwarder)
     options = InformerOptions(namespace=settings.watch_namespace(),
                               label_selector=settings.watch_label_selector or None)
-    repositories_ref, policies_ref = await image_resources(kube)
-    repositories = Informer(kube, repositories_ref, options=options)
-    policies = Informer(kube, policies_ref, options=options)
+    kube.use_versions(await image_api_versions(kube))
+    repositories = Informer(kube, IMAGE_REPOSITORIES, options=options)
+    policies = Informer(kube, IMAGE_POLICIES, options=options)
     # Namespace labels decide cross-namespace access, so they are watched cluster-wide.
     namespaces = Informer(kube, NAMESPACES, options=InformerOptions())
     policies.add_index(REPOSITORY_INDEX, repository_index)
@@ -271,7 +269,7 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
     reconciler = ImageRepositoryReconciler(RepositoryDeps(
         client=kube, store=store, lister=registry,
         resolver=resolver, events=events, metrics=metrics, now=_utc_now,
-        compatibility=settings.flux_compatibility, resource=repositories_ref))
+        compatibility=settings.flux_compatibility))
     repo_queue = _queue(settings, metrics, REPOSITORY_CONTROLLER)
     policy_queue = _queue(settings, metrics, POLICY_CONTROLLER)
     policy_reconciler = ImagePolicyReconciler(PolicyDeps(
@@ -280,7 +278,7 @@ async def build(settings: Settings, *, metrics: Metrics | None = None) -> Manage
         events=events, metrics=metrics, now=_utc_now,
         no_cross_namespace_refs=settings.no_cross_namespace_refs,
         compatibility=settings.flux_compatibility,
-        requeue_dependency=settings.requeue_dependency, resource=policies_ref,
+        requeue_dependency=settings.requeue_dependency,
         workload_identity=resolver.workload_identity))
 
     async def reconcile_repository(key: str) -> Result:
@@ -350,8 +348,9 @@ _DISCOVERY_ATTEMPTS = 5
 _DISCOVERY_BACKOFF = 0.5
 
 
-async def image_resources(kube: KubeClient) -> tuple[ResourceRef, ResourceRef]:
-    """Where the controller reads and writes ImageRepositories and ImagePolicies.
+async def image_api_versions(kube: KubeClient) -> dict[str, str]:
+    """Which API version the controller reads and writes each image kind through
+    (``plural.group`` -> version, for :meth:`KubeClient.use_versions`).
 
     Per kind, the first of ``meta.CONTROLLER_VERSIONS`` the API server serves: v1 with
     this project's CRDs (storage v1) and with Flux 2.7+'s, v1beta2 with Flux 2.2's or
@@ -371,19 +370,17 @@ async def image_resources(kube: KubeClient) -> tuple[ResourceRef, ResourceRef]:
                           extra={"error": str(err)})
             else:
                 await asyncio.sleep(_DISCOVERY_BACKOFF * 2 ** attempt)
-
-    def choose(base: ResourceRef) -> ResourceRef:
-        for version in meta.CONTROLLER_VERSIONS:
-            if base.plural in served.get(version, ()):
-                return dataclasses.replace(base, version=version)
-        log.warning("the API server does not serve this kind yet; using version v1",
-                    extra={"resource": f"{base.plural}.{meta.GROUP}"})
-        return dataclasses.replace(base, version=meta.V1)
-
-    chosen = choose(IMAGE_REPOSITORIES), choose(IMAGE_POLICIES)
-    for ref in chosen:
-        log.info("using API version", extra={"resource": ref.plural,
-                                             "apiVersion": ref.api_version})
+    chosen: dict[str, str] = {}
+    for plural in (IMAGE_REPOSITORIES.plural, IMAGE_POLICIES.plural):
+        resource = f"{plural}.{meta.GROUP}"
+        version = next((v for v in meta.CONTROLLER_VERSIONS if plural in served.get(v, ())),
+                       None)
+        if version is None:
+            log.warning("the API server does not serve this kind yet; using version v1",
+                        extra={"resource": resource})
+            version = meta.V1
+        log.info("using API version", extra={"resource": resource, "version": version})
+        chosen[resource] = version
     return chosen
 
 

@@ -64,7 +64,7 @@ from imagereflector.credentials.workload import (
     policy_gate_error,
 )
 from imagereflector.kube import conditions as cond
-from imagereflector.kube.client import IMAGE_POLICIES, ResourceRef
+from imagereflector.kube.client import IMAGE_POLICIES
 from imagereflector.kube.patch import PatchClient, SerialPatcher
 from imagereflector.kube.reconcile import (
     ReconcileError,
@@ -141,8 +141,6 @@ class PolicyDeps:
     requeue_dependency: float = 30.0
     """``--requeue-dependency`` in seconds: the retry of a policy whose repository has
     no tags."""
-    resource: ResourceRef = IMAGE_POLICIES
-    """Where status is written: the API version the informer reads (``app.manager``)."""
     workload_identity: WorkloadIdentity = field(default_factory=WorkloadIdentity)
     """The ``ObjectLevelWorkloadIdentity`` gate, for repositories that need it."""
 
@@ -229,7 +227,7 @@ class ImagePolicyReconciler:
         work: dict[str, Any] = copy.deepcopy(dict(obj))
         metadata = work.setdefault("metadata", {})
         name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
-        patcher = SerialPatcher(deps.client, deps.resource, work)
+        patcher = SerialPatcher(deps.client, IMAGE_POLICIES, work)
         try:
             if await release_if_deleting(work, patcher):
                 deps.metrics.delete_object(kind=KIND, name=name, namespace=namespace)
@@ -413,7 +411,8 @@ class ImagePolicyReconciler:
             raise WaitingError(NO_TAGS_MESSAGE, reason=meta.DEPENDENCY_NOT_READY_REASON,
                                requeue_after=deps.requeue_dependency)
         # Flux v1.2: Ready=False with the retry in the message, no error, a requeue.
-        delay = round(deps.requeue_dependency) * SECOND
+        # Go's Duration.Round(time.Second): to the nearest second, halves away from zero.
+        delay = int(deps.requeue_dependency + 0.5) * SECOND
         cond.mark_false(conditions, meta.READY, meta.DEPENDENCY_NOT_READY_REASON,
                         f"retrying in {format_duration(delay)} error: {NO_TAGS_MESSAGE}",
                         generation=generation, now=deps.now())

@@ -60,7 +60,7 @@ from imagereflector.credentials.workload import (
     repository_gate_error,
 )
 from imagereflector.kube import conditions as cond
-from imagereflector.kube.client import IMAGE_REPOSITORIES, ResourceRef
+from imagereflector.kube.client import IMAGE_REPOSITORIES
 from imagereflector.kube.patch import PatchClient, SerialPatcher
 from imagereflector.kube.reconcile import (
     ReconcileError,
@@ -108,8 +108,6 @@ class RepositoryDeps:
     metrics: Metrics
     now: Callable[[], datetime]
     compatibility: Compatibility = Compatibility.V0_31
-    resource: ResourceRef = IMAGE_REPOSITORIES
-    """Where status is written: the API version the informer reads (``app.manager``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +208,7 @@ class ImageRepositoryReconciler:
         obj = copy.deepcopy(obj)
         metadata = obj.setdefault("metadata", {})
         name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
-        patcher = SerialPatcher(deps.client, deps.resource, obj)
+        patcher = SerialPatcher(deps.client, IMAGE_REPOSITORIES, obj)
         try:
             # Deletion: drop the stored tags, then let the object go.
             if metadata.get("deletionTimestamp"):

@@ -104,8 +104,9 @@ def _seg(value: str) -> str:
 
 IMAGE_REPOSITORIES: Final = ResourceRef(meta.GROUP, meta.VERSION, "imagerepositories")
 IMAGE_POLICIES: Final = ResourceRef(meta.GROUP, meta.VERSION, "imagepolicies")
-"""The image kinds at the contract's version; the controller itself uses the version
-:meth:`KubeClient.served_resources` finds (``app.manager``)."""
+"""The image kinds at the contract's version; a client told otherwise
+(:meth:`KubeClient.use_versions`, ``app.manager``) addresses them at the version the API
+server serves."""
 SECRETS: Final = ResourceRef("", "v1", "secrets")
 SERVICE_ACCOUNTS: Final = ResourceRef("", "v1", "serviceaccounts")
 NAMESPACES: Final = ResourceRef("", "v1", "namespaces", namespaced=False)
@@ -326,6 +327,8 @@ class KubeClient:
         self._timeout = request_timeout
         self._observer = observer
         self._host = urlsplit(str(api_client.configuration.host)).netloc
+        # "plural.group" -> the API version to address it at (``use_versions``).
+        self._versions: dict[str, str] = {}
 
     @classmethod
     async def connect(
@@ -351,9 +354,11 @@ class KubeClient:
         Events get one, as controller-runtime's event recorder has its own client: a burst
         of events must not delay status writes. Close only the original.
         """
-        return KubeClient(self._api, qps=self._qps if self.rate_limited else 0,
-                          burst=self._burst, request_timeout=self._timeout,
-                          observer=self._observer)
+        client = KubeClient(self._api, qps=self._qps if self.rate_limited else 0,
+                            burst=self._burst, request_timeout=self._timeout,
+                            observer=self._observer)
+        client._versions = self._versions
+        return client
 
     async def detect_priority_and_fairness(self) -> bool:
         """Turn the client-side rate limit off when the API server has Priority and Fairness.
@@ -373,6 +378,28 @@ class KubeClient:
         if enabled:
             self._bucket = TokenBucket(qps=0, burst=1)
         return enabled
+
+    def use_versions(self, versions: Mapping[str, str]) -> None:
+        """Address each resource named ``plural.group`` in ``versions`` at that API version,
+        whatever version its ``ResourceRef`` names.
+
+        The controller learns at startup which version of the image kinds the API server
+        serves (v1, or v1beta2 with Flux 2.2's CRDs) and every call follows that choice,
+        while the code keeps naming the kinds by their constants (RBAC does not depend
+        on the version).
+        """
+        self._versions.update(versions)
+
+    def version_of(self, ref: ResourceRef) -> str:
+        """The API version calls for ``ref`` use."""
+        return self._versions.get(f"{ref.plural}.{ref.group}", ref.version)
+
+    def _path(self, ref: ResourceRef, *, namespace: str | None = None, name: str | None = None,
+              subresource: str | None = None) -> str:
+        version = self.version_of(ref)
+        if version != ref.version:
+            ref = ResourceRef(ref.group, version, ref.plural, ref.namespaced)
+        return ref.path(namespace=namespace, name=name, subresource=subresource)
 
     async def served_resources(self, group: str, versions: Iterable[str]
                                ) -> dict[str, builtins.list[str]]:
@@ -466,7 +493,7 @@ class KubeClient:
 
     async def get(self, ref: ResourceRef, name: str, *, namespace: str | None = None) -> JSONObject:
         """GET one object."""
-        return await self._request("GET", ref.path(namespace=namespace, name=name))
+        return await self._request("GET", self._path(ref, namespace=namespace, name=name))
 
     async def list(
         self,
@@ -488,7 +515,7 @@ class KubeClient:
             query.append(("continue", continue_token))
         if resource_version is not None:
             query.append(("resourceVersion", resource_version))
-        body = await self._request("GET", ref.path(namespace=namespace), query=query)
+        body = await self._request("GET", self._path(ref, namespace=namespace), query=query)
         items = body.get("items") or []
         list_meta = body.get("metadata") or {}
         return ObjectList(
@@ -529,7 +556,7 @@ class KubeClient:
             sock_connect=self._timeout,
         )
         resp = await self._send(
-            "GET", ref.path(namespace=namespace), query=query, client_timeout=timeout
+            "GET", self._path(ref, namespace=namespace), query=query, client_timeout=timeout
         )
         try:
             if not 200 <= resp.status <= 299:
@@ -545,7 +572,7 @@ class KubeClient:
     ) -> JSONObject:
         """POST a new object (or, with ``name`` and ``subresource``, to an object's
         subresource, such as a ServiceAccount's ``token``); returns the server's answer."""
-        path = ref.path(namespace=namespace, name=name if subresource else None,
+        path = self._path(ref, namespace=namespace, name=name if subresource else None,
                         subresource=subresource)
         return await self._request("POST", path, body=dict(obj))
 
@@ -554,7 +581,8 @@ class KubeClient:
     ) -> JSONObject:
         """PUT an object (optimistic lock through its ``metadata.resourceVersion``)."""
         name = str(obj["metadata"]["name"])
-        return await self._request("PUT", ref.path(namespace=namespace, name=name), body=dict(obj))
+        return await self._request("PUT", self._path(ref, namespace=namespace, name=name),
+                                   body=dict(obj))
 
     async def patch(
         self,
@@ -571,7 +599,7 @@ class KubeClient:
         query = [("fieldManager", field_manager)] if field_manager else []
         return await self._request(
             "PATCH",
-            ref.path(namespace=namespace, name=name, subresource=subresource),
+            self._path(ref, namespace=namespace, name=name, subresource=subresource),
             query=query,
             body=patch,
             content_type=_PATCH_CONTENT_TYPES[patch_type],
@@ -581,7 +609,7 @@ class KubeClient:
         self, ref: ResourceRef, name: str, *, namespace: str | None = None
     ) -> JSONObject:
         """DELETE an object; returns the server's answer (the object or a Status)."""
-        return await self._request("DELETE", ref.path(namespace=namespace, name=name))
+        return await self._request("DELETE", self._path(ref, namespace=namespace, name=name))
 
     # -- the calls the controller makes ------------------------------------------------------
 
