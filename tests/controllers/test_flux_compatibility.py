@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,7 @@ from imagereflector.api import meta
 from imagereflector.api.compat import Compatibility
 from imagereflector.credentials.workload import POLICY_GATE_MESSAGE
 from imagereflector.store.base import ObjectKey
+from tests.controllers import harness as fake
 from tests.controllers.harness import failed_for_good, is_ready_with, ready, repository
 from tests.controllers.realharness import (
     POLICIES,
@@ -269,3 +271,35 @@ async def listed_by(registry: RegistryProcess, name: str) -> list[str]:
             f"{registry.base_url}/v2/{name}/tags/list") as resp:
         listed: list[str] = (await resp.json())["tags"]
         return listed
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_interval_rules_without_cel(mode: Compatibility, registry: RegistryProcess,
+                                          tmp_path: Path) -> None:
+    """What only a schema without Flux v1's CEL rules lets through (Flux 2.2's CRDs): on
+    the fake API server, which validates nothing. Flux v1.2 stalls ``Always`` without an
+    interval with its own reason and ignores an interval it would not use; v0.31 mode
+    keeps this project's ``InvalidPolicy`` for both."""
+    latest = mode.latest
+    registry.write_tags("app", ["1.0.0"])
+    async with fake.start_cluster(tmp_path, flux_compatibility=mode) as cluster:
+        cluster.api.create(repository("app", f"{registry.host}/app"))
+        cluster.api.create(policy("always", "app", {"semver": {"range": "*"}},
+                                  namespace="default", digestReflectionPolicy="Always"))
+        cluster.api.create(policy("unused", "app", {"semver": {"range": "*"}},
+                                  namespace="default", interval="5m"))
+        obj = await cluster.wait_for(fake.POLICIES, "default", "always", lambda o: any(
+            c["type"] == "Stalled" and c["status"] == "True"
+            for c in status_of(o).get("conditions") or []))
+        found = ready(obj)
+        assert found is not None
+        if latest:
+            assert (found.reason, found.message) == (
+                meta.INTERVAL_NOT_CONFIGURED_REASON,
+                "spec.interval must be set when spec.digestReflectionPolicy is set to 'Always'")
+            await cluster.wait_for(fake.POLICIES, "default", "unused", latest_tag("1.0.0"))
+        else:
+            assert found.reason == meta.INVALID_POLICY_REASON
+            assert "spec.interval is required" in found.message
+            await cluster.wait_for(fake.POLICIES, "default", "unused", failed_for_good(
+                meta.INVALID_POLICY_REASON, stalled=True))
