@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from imagereflector.api import meta
 from imagereflector.api.compat import Compatibility
+from imagereflector.app.install import install_crds
 from imagereflector.app.manager import Manager, build
 from imagereflector.config import Settings
 from imagereflector.metrics import Metrics
@@ -278,10 +279,15 @@ async def test_from_flux_2_9_v1_only(spare: Cluster, flux_crds: dict[str, Path])
 
 
 async def test_from_flux_2_2_and_back(spare: Cluster, flux_crds: dict[str, Path],
-                                      registry: RegistryProcess, tmp_path: Path) -> None:
+                                      registry: RegistryProcess, tmp_path: Path,
+                                      caplog: pytest.LogCaptureFixture) -> None:
     remove_crds(spare)
     apply_crds(spare, flux_crds["2.2"])
     await served(spare, "v1beta2", "imagepolicies")
+    # `make run`'s install-crds leaves Flux's CRDs as they are, and says what follows.
+    assert await install_crds(kubeconfig=str(spare.kubeconfig)) == []
+    assert sum("exists without version v1 and was left as it is; the controller will use "
+               "v1beta2" in message for message in caplog.messages) == 2
     await registry.push_tags("app", ["1.0.0", "1.1.0"])
     image = registry.ref("app")
     repo, pol = manifests("v1beta2", image)
