@@ -9,6 +9,7 @@ reflection noticing a re-pushed tag.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -106,10 +107,18 @@ async def test_semver_resolves_then_moves_on_a_new_scan(registry: RegistryProces
         assert found is not None
         assert found.message == (f"Latest image tag for '{image}' updated from 1.0.1 "
                                  "to 1.0.2")
-        await cluster.manager.events.flush()
-        messages = [e["message"] for e in events_of(kube, "pol") if e["type"] == "Normal"]
-        assert messages == [f"Latest image tag for '{image}' resolved to 1.0.1",
-                            f"Latest image tag for '{image}' updated from 1.0.1 to 1.0.2"]
+        # The status can be read before the controller, on the same loop, has read the
+        # answer to its patch and recorded the event that follows it: wait for it.
+        expected = [f"Latest image tag for '{image}' resolved to 1.0.1",
+                    f"Latest image tag for '{image}' updated from 1.0.1 to 1.0.2"]
+        messages: list[str] = []
+        for _ in range(200):
+            await cluster.manager.events.flush()
+            messages = [e["message"] for e in events_of(kube, "pol") if e["type"] == "Normal"]
+            if len(messages) >= len(expected):
+                break
+            await asyncio.sleep(0.05)
+        assert messages == expected
         seen = await log.sync()
         assert kstatus_problems(seen) == []
         schema = crd_schema("ImagePolicy")
