@@ -44,16 +44,18 @@ class PeerSpec:
     version: str
     flags: tuple[str, ...] = ()
     ours: str = ""
+    api_version: str = "v1beta2"
 
 
 OURS = PeerSpec("ours", "imagereflector", "ours", "", ("--flux-compatibility=v0.31",))
-OURS_V12 = PeerSpec("ours-v1.2", "imagereflector", "ours", "", ("--flux-compatibility=v1.2",))
+OURS_V12 = PeerSpec("ours-v1.2", "imagereflector", "ours", "", ("--flux-compatibility=v1.2",),
+                    api_version="v1")
 FLUX_V031 = PeerSpec("flux-v0.31", "Flux image-reflector-controller", "flux-v2.2", "v0.31.0",
                      ours="ours")
 # FluxStorage keys tags per object, as this project's store does (contract A1); Flux's
 # default Badger store shares them per image and writes an adler32 revision instead.
 FLUX_V12 = PeerSpec("flux-v1.2", "Flux image-reflector-controller", "flux-latest", "v1.2.4",
-                    ("--feature-gates=FluxStorage=true",), ours="ours-v1.2")
+                    ("--feature-gates=FluxStorage=true",), ours="ours-v1.2", api_version="v1")
 PEERS = {spec.key: spec for spec in (OURS, OURS_V12, FLUX_V031, FLUX_V12)}
 
 

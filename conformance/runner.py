@@ -28,7 +28,7 @@ from typing import Any
 from conformance import normalize
 from conformance.kube import IMAGE_GROUP, Kube
 from conformance.model import REQUESTED_AT, Scenario, Step
-from conformance.peers import PEER_LABEL
+from conformance.peers import PEER_LABEL, PEERS
 from conformance.world import World
 
 JSON = dict[str, Any]
@@ -179,8 +179,13 @@ async def _settled_copy(inst: Instance, kind: str, namespace: str, name: str) ->
 
 
 async def _kubectl_get(inst: Instance, namespace: str) -> str:
+    # The version is named: a bare `kubectl get` shows the preferred version's columns
+    # (v1), and a Flux 2.2 user reads v1beta2's.
+    version = PEERS[inst.peer].api_version
+    resources = ",".join(f"{plural}.{version}.{IMAGE_GROUP}"
+                         for plural in ("imagerepositories", "imagepolicies"))
     process = await asyncio.create_subprocess_exec(
-        *inst.kubectl, "get", "imagerepositories,imagepolicies", "-n", namespace,
+        *inst.kubectl, "get", resources, "-n", namespace,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, _ = await process.communicate()
     return out.decode()
