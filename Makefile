@@ -116,7 +116,8 @@ cluster-down: install
 	$(PY) -m testbed demo down --state-dir $(CLUSTER_STATE)
 
 # Differential conformance (conformance/): the corpus against our controller and Flux's
-# image-reflector-controller v0.31.0 on one real API server. Records Flux's outcomes in
+# image-reflector-controller v0.31.0 and v1.2.4 (ours in the matching --flux-compatibility
+# mode) on one real API server. Records Flux's outcomes in
 # conformance/expected/ (what `make test` holds ours to) and rewrites docs/conformance.md.
 CONFORMANCE_PEERS ?= ours,flux-v0.31
 conformance: install debs controlplane flux-controllers

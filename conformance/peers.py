@@ -11,7 +11,8 @@ runs as the cluster admin, because our manifests' ClusterRole is ours, not Flux'
 403 that only Flux would meet is not a behaviour to compare.
 
 Invariants: a peer's process is stopped (SIGTERM, then SIGKILL after 10 s) when its
-context exits; its log is kept in the run directory for the report.
+context exits, and killed with the run if the run itself is killed; its log is kept in
+the run directory for the report.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.build import ensure_built
+from testbed.cluster import die_with_parent
 
 PEER_LABEL = "conformance.imagereflector.io/peer"
 
@@ -102,7 +104,7 @@ def running(spec: PeerSpec, *, kubeconfig: Path, admin_kubeconfig: Path,
     log = run_dir / "controller.log"
     with log.open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=die_with_parent)
     peer = RunningPeer(spec=spec, process=process, log=log)
     try:
         yield peer

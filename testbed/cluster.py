@@ -169,7 +169,7 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     # A test session killed without teardown must not leave an API server running in a
     # temp dir nobody will ever `down`: the child is killed when its parent dies.
     # SIGKILL, not SIGTERM: both processes get it at once, and a kube-apiserver whose
@@ -341,7 +341,7 @@ class Cluster:
                 # Its own session: a Ctrl-C at the terminal of `make cluster` does not
                 # reach it, and `down` is the one way it stops.
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.tie_to_parent else None,
+                preexec_fn=die_with_parent if self.tie_to_parent else None,
             )
         record = process_record(name, proc.pid)
         if record is None:

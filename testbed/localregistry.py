@@ -45,7 +45,7 @@ from pathlib import Path
 from testbed.cluster import (
     LOOPBACK,
     ProcessRecord,
-    _die_with_parent,
+    die_with_parent,
     free_port,
     process_record,
     stop_process,
@@ -207,7 +207,7 @@ class LocalRegistry:
                 env=env,
                 # Its own session: Ctrl-C at `make run` stops the controller, not this.
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.tie_to_parent else None,
+                preexec_fn=die_with_parent if self.tie_to_parent else None,
             )
         record = process_record(REGISTRY_PROGRAM, proc.pid)
         if record is None:

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from testbed.cluster import Cluster, _die_with_parent
+from testbed.cluster import Cluster, die_with_parent
 from testbed.pytest_plugin import Installed
 
 GROUP_VERSION = "image.toolkit.fluxcd.io/v1beta2"
@@ -93,7 +93,7 @@ def start_controller(installed: Installed, workdir: Path, module: str) -> Contro
     with log.open("wb") as sink:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-            env=clean_env(), cwd=workdir, preexec_fn=_die_with_parent)
+            env=clean_env(), cwd=workdir, preexec_fn=die_with_parent)
     return Controller(process, log, label)
 
 
