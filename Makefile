@@ -119,6 +119,6 @@ cluster-down: install
 # image-reflector-controller v0.31.0 and v1.2.4 (ours in the matching --flux-compatibility
 # mode) on one real API server. Records Flux's outcomes in
 # conformance/expected/ (what `make test` holds ours to) and rewrites docs/conformance.md.
-CONFORMANCE_PEERS ?= ours,flux-v0.31
+CONFORMANCE_PEERS ?= ours,flux-v0.31,ours-v1.2,flux-v1.2
 conformance: install debs controlplane flux-controllers
 	$(PY) -m conformance --peers $(CONFORMANCE_PEERS) --record --write-doc

@@ -111,7 +111,7 @@ def _finish(args: argparse.Namespace, outcome: Outcome) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse flags and run."""
     parser = argparse.ArgumentParser(prog="python -m conformance")
-    parser.add_argument("--peers", default="ours,flux-v0.31",
+    parser.add_argument("--peers", default="ours,flux-v0.31,ours-v1.2,flux-v1.2",
                         help="comma-separated: ours, flux-v0.31, ours-v1.2, flux-v1.2 (ours "
                         "in v1.2 mode is compared with Flux v1.2)")
     parser.add_argument("--only", action="append", default=[], help="scenario name")

@@ -303,3 +303,29 @@ async def test_interval_rules_without_cel(mode: Compatibility, registry: Registr
             assert "spec.interval is required" in found.message
             await cluster.wait_for(fake.POLICIES, "default", "unused", failed_for_good(
                 meta.INVALID_POLICY_REASON, stalled=True))
+
+
+def policy_reconciles(exposition: str) -> float:
+    """Every ImagePolicy reconcile so far, whatever its result."""
+    from prometheus_client.parser import text_string_to_metric_families
+    return sum(sample.value for family in text_string_to_metric_families(exposition)
+               for sample in family.samples
+               if sample.name == "controller_runtime_reconcile_total"
+               and sample.labels.get("controller") == "imagepolicy")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_repository_without_tags_is_retried_after_requeue_dependency(
+        mode: Compatibility, registry: RegistryProcess, kube: KubeTest) -> None:
+    """``--requeue-dependency``, not the failure backoff, paces a policy whose repository
+    has no tags: with the backoff an hour long, the policy is still reconciled again and
+    again, every 0.2 s, with nothing else changing."""
+    registry.write_tags("app", ["1.0.0"])
+    kube.api.create(repository("empty", f"{registry.host}/app", exclusionList=["."]))
+    kube.api.create(policy("waits", "empty", {"semver": {"range": "*"}}))
+    async with start_cluster(kube, flux_compatibility=mode, requeue_dependency=0.2,
+                             min_retry_delay=3600.0, max_retry_delay=3600.0) as cluster:
+        await cluster.wait_for(POLICIES, kube.ns, "waits", lambda o: getattr(
+            ready(o), "reason", None) == meta.DEPENDENCY_NOT_READY_REASON)
+        first = policy_reconciles(await cluster.scrape())
+        await cluster.wait_metrics(lambda text: policy_reconciles(text) >= first + 5)
