@@ -46,9 +46,10 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-# The real control plane is built (once, into ~/.cache/imagereflector) before the tests:
-# tests/testbed and every test using `kube_cluster` run against it.
-unit: install debs controlplane
+# The real control plane and the Flux programs are built (once, into
+# ~/.cache/imagereflector) before the tests: tests/testbed and every test using
+# `kube_cluster` run against the control plane; tests/e2e drive both Flux CLIs.
+unit: install debs controlplane flux-controllers
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
@@ -72,10 +73,11 @@ run: install
 
 .PHONY: bench bench-quick
 # Benchmarks (bench/): measure only, never assert. `bench` runs every benchmark at full
-# size and rewrites docs/performance.md (pyinstrument is installed for the scan profile);
+# size and rewrites docs/performance.md (pyinstrument for the scan profile, py-spy for the
+# fleet profile taken when a fleet target is missed);
 # `bench-quick` runs reduced sizes in under two minutes and prints one line per result.
 bench: install debs
-	$(VENV)/bin/pip install --quiet pyinstrument
+	$(VENV)/bin/pip install --quiet pyinstrument py-spy
 	$(PY) -m bench --write-doc
 
 bench-quick: install debs

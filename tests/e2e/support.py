@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +75,10 @@ class Controller:
         return int(self.process.returncode)
 
 
-def start_controller(installed: Installed, workdir: Path, module: str) -> Controller:
-    """Start the controller as the manifests' ServiceAccount, for one module's objects."""
+def start_controller(installed: Installed, workdir: Path, module: str,
+                     extra_args: Sequence[str] = ()) -> Controller:
+    """Start the controller as the manifests' ServiceAccount, for one module's objects,
+    with ``extra_args`` after the usual flags."""
     stem = re.sub(r"[^a-z0-9-]+", "-", module.rsplit(".", 1)[-1].lower()).strip("-")[:40]
     label = {LABEL_KEY: f"{stem}-{secrets.token_hex(4)}"}
     log = workdir / "controller.log"
@@ -89,6 +91,7 @@ def start_controller(installed: Installed, workdir: Path, module: str) -> Contro
         "--log-encoding=json",
         # A policy that came before its repository's first scan retries soon.
         "--max-retry-delay=5s",
+        *extra_args,
     ]
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -105,10 +108,14 @@ class Cli:
     cache_dir: Path
     controller: Controller | None = None
     env: dict[str, str] = field(default_factory=clean_env)
+    flux_binary: Path | None = None
+    """Another ``flux`` than the test bed's Flux 2.2.3 one (e.g. the newest Flux's)."""
 
     def _run(self, program: str, args: tuple[str, ...], *, check: bool, timeout: float,
              input_text: str | None) -> subprocess.CompletedProcess[str]:
-        argv = [str(self.cluster.binary(program)), f"--kubeconfig={self.cluster.kubeconfig}",
+        binary = (self.flux_binary if program == "flux" and self.flux_binary is not None
+                  else self.cluster.binary(program))
+        argv = [str(binary), f"--kubeconfig={self.cluster.kubeconfig}",
                 f"--cache-dir={self.cache_dir}", *args]
         done = subprocess.run(argv, capture_output=True, text=True, input=input_text,
                               timeout=timeout, env=self.env, check=False)

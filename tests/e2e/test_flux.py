@@ -10,7 +10,8 @@ controller writes is the status Flux's tooling expects.
 Flux 2.2.3 has no ``flux reconcile image policy`` (its ``reconcile image`` knows
 ``repository`` and ``update``; a policy follows its repository's scan), so the policy
 is checked through ``flux get``; the last test pins that fact, so a Flux pin that adds
-the command shows up here.
+the command shows up here. Today's Flux CLI, which has it, is driven in
+``test_flux_latest.py``.
 """
 
 from __future__ import annotations
