@@ -22,6 +22,7 @@ from imagereflector import __version__
 from imagereflector.api import meta
 from imagereflector.api.compat import Compatibility
 from imagereflector.app.install import ClusterUnreachableError, install_crds
+from imagereflector.app.malloc import cap_malloc_arenas
 from imagereflector.app.manager import run_controller
 from imagereflector.app.policy import PolicyOptions, run_policy
 from imagereflector.app.scan import ScanOptions, run_scan
@@ -299,6 +300,8 @@ def _run_controller(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         get_logger("setup").error(
             "use of deprecated flags: autologin flags have been deprecated, use "
             "spec.provider on ImageRepository objects instead")
+    # Before asyncio.run: the event loop's executor threads come later.
+    cap_malloc_arenas()
     code = 0
     try:
         asyncio.run(run_controller(settings))

@@ -223,6 +223,10 @@ class SessionPool:
         self._connect_timeout = connect_timeout
         self._user_agent = user_agent
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        # Contexts being built, shared by every call that needs the same pair meanwhile:
+        # the workers of a fresh process all ask at once, and each build reads the
+        # whole system trust store.
+        self._building: dict[tuple[str, str], asyncio.Future[ssl.SSLContext]] = {}
         self._closed = False
 
     @asynccontextmanager
@@ -247,8 +251,7 @@ class SessionPool:
         if entry is not None:
             self._entries.move_to_end(key)
             return entry
-        # Loading the system trust store reads files: keep it off the event loop.
-        context = await asyncio.to_thread(build_ssl_context, tls)
+        context = await self._context(key, tls)
         entry = self._entries.get(key)
         if entry is not None:  # another call built the same pair meanwhile
             return entry
@@ -272,6 +275,26 @@ class SessionPool:
             _, oldest = self._entries.popitem(last=False)
             await self._retire(oldest)
         return entry
+
+    async def _context(self, key: tuple[str, str], tls: TLSConfig | None) -> ssl.SSLContext:
+        """The SSL context for ``key``: built once however many calls wait for it. A
+        failed build (``TLSError``) is raised to each of them and not remembered."""
+        pending = self._building.get(key)
+        if pending is None:
+            # Loading the system trust store reads files: keep it off the event loop.
+            pending = asyncio.ensure_future(asyncio.to_thread(build_ssl_context, tls))
+            self._building[key] = pending
+            pending.add_done_callback(lambda done: self._built(key, done))
+        # Shielded: one caller cancelled (its reconcile timed out) must not cancel the
+        # build the others wait for.
+        return await asyncio.shield(pending)
+
+    def _built(self, key: tuple[str, str], done: asyncio.Future[ssl.SSLContext]) -> None:
+        self._building.pop(key, None)
+        if not done.cancelled():
+            # Retrieved here, so a failure whose every waiter was cancelled is not
+            # reported as "never retrieved"; the waiters still get it from the future.
+            done.exception()
 
     async def _retire(self, entry: _Entry) -> None:
         entry.retired = True

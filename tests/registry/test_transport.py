@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import socket
 import ssl
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from imagereflector.registry import transport
 from imagereflector.registry.errors import TLSError
 from imagereflector.registry.transport import (
     Channel,
@@ -162,3 +165,45 @@ async def test_names_never_resolve_to_metadata_addresses() -> None:
     only = GuardedResolver(_FixedResolver("169.254.169.254", "fd00:ec2::254"))
     with pytest.raises(OSError, match="resolves only to link-local or cloud metadata"):
         await only.resolve("evil.example", 80)
+
+
+async def test_workers_asking_at_once_share_one_context_build(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A fresh process's workers all lease at once: the trust store is read once, one
+    session serves them all, and a waiter cancelled meanwhile does not cancel the build
+    the others wait for. A failed build reaches every waiter and is not remembered."""
+    builds: list[TLSConfig | None] = []
+    release = threading.Event()
+    bad = TLSConfig(ca_pem=b"not a certificate")
+
+    def slow_build(tls: TLSConfig | None) -> ssl.SSLContext:
+        builds.append(tls)
+        release.wait(10)
+        return build_ssl_context(tls)
+
+    monkeypatch.setattr(transport, "build_ssl_context", slow_build)
+    pool = SessionPool(max_sessions=4, connect_timeout=5, user_agent="t")
+
+    async def lease(tls: TLSConfig | None) -> Channel:
+        async with pool.lease(tls=tls, proxy=None) as channel:
+            return channel
+
+    try:
+        waiters = [asyncio.create_task(lease(None)) for _ in range(8)]
+        await asyncio.sleep(0.05)
+        waiters[0].cancel()
+        release.set()
+        done = await asyncio.gather(*waiters, return_exceptions=True)
+        assert isinstance(done[0], asyncio.CancelledError)
+        sessions = {id(c.session) for c in done[1:] if isinstance(c, Channel)}
+        assert len(sessions) == 1
+        assert builds == [None]
+
+        failed = await asyncio.gather(lease(bad), lease(bad), return_exceptions=True)
+        assert all(isinstance(f, TLSError) for f in failed)
+        assert builds == [None, bad]
+        with pytest.raises(TLSError):
+            await lease(bad)
+        assert builds == [None, bad, bad]
+    finally:
+        await pool.close()
