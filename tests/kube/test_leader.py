@@ -1,8 +1,12 @@
-"""Leader election on a Lease: against the fake API server with a fake clock, then as processes.
+"""Leader election on a Lease of the real API server, with a fake clock, then as processes.
 
-The API server is the real-enough fake (resourceVersion, 409s, faults, outages); only time
-is faked. Each candidate's client is wrapped in a spy counting calls in flight, which is
-how :meth:`Harness.settle` knows every candidate has finished reacting to a clock step
+The candidates speak to the real kube-apiserver (resourceVersions, 409s on stale writes,
+RBAC) as the manifests' ServiceAccount, through the recording proxy, which also injects
+what a real server does not do on cue (a 409 or 500 on the next write, a 404 on the next
+read, held requests, an outage). Each test has a Lease of its own in the controller's
+namespace, where the leader-election Role grants exactly get, create and update. Only
+time is faked. Each candidate's client is wrapped in a spy counting calls in flight, which
+is how :meth:`Harness.settle` knows every candidate has finished reacting to a clock step
 (an elector continues to its next wait in the same task step in which its call returns).
 Nothing asserts on elapsed real time; the process test waits by polling the Lease.
 """
@@ -30,11 +34,11 @@ from imagereflector.kube.leader import (
     default_identity,
     micro_time,
 )
-from tests.fakes.kubeapi import FakeKubeAPI, running_kubeapi
+from tests.controllers.realharness import KubeTest
+from tests.fakes.kubeproxy import Call
 from tests.kube.fakeclock import FakeClock
 
-NS = "default"
-NAME = "image-reflector-controller-leader-election"
+NS = "image-reflector-system"  # the manifests' controller namespace and Role
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 START = 1000.0  # FakeClock's starting time
 HANG_GUARD = 20.0  # real seconds; only turns a hang into a failure, never a timing check
@@ -118,14 +122,64 @@ class Candidate:
     task: asyncio.Task[None] | None = None
 
 
-class Harness:
-    """The fake API, one fake clock shared by every candidate, and their run tasks."""
+class ServerSide:
+    """What the tests do to the API server: the admin's direct reads and writes of the
+    Lease, and the proxy's records and faults on the candidates' path."""
 
-    def __init__(self, api: FakeKubeAPI, client: KubeClient) -> None:
-        self.api = api
+    def __init__(self, kube: KubeTest) -> None:
+        self._kube = kube
+        self.proxy = kube.proxy
+
+    def get(self, resource: str, namespace: str, name: str) -> JSONObject | None:
+        return self._kube.api.get(resource, namespace, name)
+
+    def create(self, obj: JSONObject) -> JSONObject:
+        return self._kube.api.create(obj)
+
+    def update(self, obj: JSONObject) -> JSONObject:
+        return self._kube.api.update(obj)
+
+    def patch(self, resource: str, namespace: str, name: str, patch: Any) -> JSONObject:
+        return self._kube.api.patch(resource, namespace, name, patch)
+
+    @property
+    def requests(self) -> list[Call]:
+        """Every request the candidates sent, in arrival order."""
+        return self.proxy.calls()
+
+    def calls(self, **filters: Any) -> list[Call]:
+        return self.proxy.calls(**filters)
+
+    async def wait_for_calls(self, count: int, **filters: Any) -> list[Call]:
+        return await self.proxy.wait_for_calls(count, **filters)
+
+    def fail_next(self, method: str, path_regex: str, status: int, count: int = 1) -> None:
+        self.proxy.fail_next(method, path_regex, status, count)
+
+    def pause(self) -> None:
+        self.proxy.pause()
+
+    def resume(self) -> None:
+        self.proxy.resume()
+
+    async def go_down(self) -> None:
+        await self.proxy.go_down()
+
+    async def come_up(self) -> None:
+        await self.proxy.come_up()
+
+
+class Harness:
+    """The API server side, one fake clock shared by every candidate, and their run tasks."""
+
+    def __init__(self, kube: KubeTest, client: KubeClient) -> None:
+        self.api = ServerSide(kube)
         self.client = client
         self.clock = FakeClock(START)
         self.candidates: list[Candidate] = []
+        # A Lease of this test's own: the namespace is shared by the session's tests.
+        self.name = f"leader-{kube.run_id}"
+        kube.on_teardown(lambda: kube.api.delete("leases", NS, self.name))
 
     def candidate(
         self,
@@ -144,7 +198,7 @@ class Harness:
         elector = LeaderElector(
             spy,
             namespace=NS,
-            name=NAME,
+            name=self.name,
             identity=identity,
             clock=self.clock,
             wall_clock=wall,
@@ -196,7 +250,7 @@ class Harness:
         return self.clock.now()
 
     def spec(self) -> JSONObject:
-        lease = self.api.get("leases", NS, NAME)
+        lease = self.api.get("leases", NS, self.name)
         assert lease is not None
         spec: JSONObject = lease["spec"]
         return spec
@@ -209,21 +263,15 @@ class Harness:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[FakeKubeAPI]:
-    async with running_kubeapi() as server:
-        yield server
-
-
-@pytest.fixture
 async def harness(
-    api: FakeKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kube: KubeTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Harness]:
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(var, raising=False)
     client = await KubeClient.connect(
-        kubeconfig=str(api.write_kubeconfig(tmp_path / "kubeconfig")), request_timeout=10.0
+        kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")), request_timeout=10.0
     )
-    h = Harness(api, client)
+    h = Harness(kube, client)
     try:
         yield h
     finally:
@@ -246,7 +294,7 @@ async def test_first_candidate_creates_the_lease(harness: Harness) -> None:
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp(START))
     assert [c.verb for c in harness.api.calls(resource="leases")] == ["get", "create"]
-    lease = harness.api.get("leases", NS, NAME)
+    lease = harness.api.get("leases", NS, harness.name)
     assert lease is not None
     assert (lease["apiVersion"], lease["kind"]) == ("coordination.k8s.io/v1", "Lease")
 
@@ -331,7 +379,8 @@ async def test_racing_takeover_loses_on_a_real_conflict(harness: Harness) -> Non
 
     def someone_writes_first() -> None:
         # Another writer changes the object between b's read and b's write.
-        harness.api.patch("leases", NS, NAME, {"metadata": {"labels": {"touched": "yes"}}})
+        harness.api.patch("leases", NS, harness.name,
+                          {"metadata": {"labels": {"touched": "yes"}}})
 
     b.spy.before_update = someone_writes_first
     assert not await b.elector.try_acquire_or_renew()
@@ -351,7 +400,7 @@ async def test_create_race_is_not_leadership(harness: Harness) -> None:
             {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": NAME, "namespace": NS},
+                "metadata": {"name": harness.name, "namespace": NS},
                 "spec": {"holderIdentity": "a", "leaseDurationSeconds": 35},
             }
         )
@@ -379,10 +428,10 @@ async def test_leader_runs_renews_and_standby_waits(harness: Harness) -> None:
     assert await a.elector.wait_leading()
     assert leads(a)
     assert a.changes == [True]
-    assert a.statuses == [(NAME, False), (NAME, True)]
+    assert a.statuses == [(harness.name, False), (harness.name, True)]
     await harness.start(b)
     assert not leads(b)
-    assert b.statuses == [(NAME, False)]
+    assert b.statuses == [(harness.name, False)]
     await harness.advance(60)
     assert leads(a)
     assert not leads(b)
@@ -428,7 +477,7 @@ async def test_refused_renewals_lose_leadership_at_the_deadline(harness: Harness
     await harness.advance(1)  # 30 s since the last renewal began
     assert not leads(a)
     assert a.changes == [True, False]
-    assert a.statuses[-1] == (NAME, False)
+    assert a.statuses[-1] == (harness.name, False)
     assert a.task is not None
     with pytest.raises(LeadershipLostError, match="leader election lost"):
         await a.task
@@ -443,7 +492,7 @@ async def test_refused_renewals_lose_leadership_at_the_deadline(harness: Harness
 async def test_another_holder_in_the_lease_ends_leadership_at_once(harness: Harness) -> None:
     a = harness.candidate("a")
     await harness.start(a)
-    lease = harness.api.get("leases", NS, NAME)
+    lease = harness.api.get("leases", NS, harness.name)
     assert lease is not None
     lease["spec"]["holderIdentity"] = "intruder"
     harness.api.update(lease)
@@ -488,7 +537,7 @@ async def test_release_on_stop_hands_over_at_the_next_retry(harness: Harness) ->
     assert a.task is not None
     await a.task  # a stop is not an error
     assert a.changes == [True, False]
-    assert a.statuses[-1] == (NAME, False)
+    assert a.statuses[-1] == (harness.name, False)
     spec = harness.spec()
     assert (spec["holderIdentity"], spec["leaseDurationSeconds"]) == ("", 1)
     assert spec["leaseTransitions"] == 0
@@ -597,7 +646,7 @@ async def test_candidate_campaigns_through_an_outage(harness: Harness) -> None:
 def test_invalid_timings_are_refused(options: dict[str, Any], message: str) -> None:
     kwargs: dict[str, Any] = {"identity": "a", **options}
     with pytest.raises(ValueError, match=message):
-        LeaderElector(SpyClient.__new__(SpyClient), namespace=NS, name=NAME, **kwargs)
+        LeaderElector(SpyClient.__new__(SpyClient), namespace=NS, name="leader", **kwargs)
 
 
 def test_default_identity_is_hostname_and_a_fresh_uuid() -> None:
@@ -613,7 +662,7 @@ def test_default_identity_is_hostname_and_a_fresh_uuid() -> None:
 # -- two processes ------------------------------------------------------------------------------
 
 
-async def _spawn(kubeconfig: Path, identity: str) -> asyncio.subprocess.Process:
+async def _spawn(kubeconfig: Path, identity: str, lease: str) -> asyncio.subprocess.Process:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -621,6 +670,8 @@ async def _spawn(kubeconfig: Path, identity: str) -> asyncio.subprocess.Process:
         "tests.kube.leader_child",
         str(kubeconfig),
         identity,
+        NS,
+        lease,
         cwd=REPO_ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -628,10 +679,10 @@ async def _spawn(kubeconfig: Path, identity: str) -> asyncio.subprocess.Process:
     )
 
 
-async def _holder_becomes(api: FakeKubeAPI, identity: str) -> JSONObject:
+async def _holder_becomes(kube: KubeTest, lease_name: str, identity: str) -> JSONObject:
     async with asyncio.timeout(HANG_GUARD):
         while True:
-            lease = api.get("leases", NS, "leader-child")
+            lease = await kube.api.aget("leases", NS, lease_name)
             if lease is not None and lease["spec"].get("holderIdentity") == identity:
                 spec: JSONObject = lease["spec"]
                 return spec
@@ -639,29 +690,31 @@ async def _holder_becomes(api: FakeKubeAPI, identity: str) -> JSONObject:
 
 
 @pytest.mark.slow
-async def test_standby_process_takes_over_from_a_killed_leader(tmp_path: Path) -> None:
-    async with running_kubeapi() as api:
-        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
-        first = await _spawn(kubeconfig, "first")
-        second: asyncio.subprocess.Process | None = None
-        try:
-            await _holder_becomes(api, "first")
-            second = await _spawn(kubeconfig, "second")
-            assert first.stdout is not None
-            assert second.stdout is not None
-            assert await first.stdout.readline() == b"leading\n"
-            first.send_signal(signal.SIGKILL)
-            assert await first.wait() == -signal.SIGKILL
-            spec = await _holder_becomes(api, "second")
-            assert spec["leaseTransitions"] == 1
-            assert await second.stdout.readline() == b"leading\n"
-            # A graceful stop releases the Lease for whoever comes next.
-            second.send_signal(signal.SIGTERM)
-            assert await second.wait() == 0
-            released = await _holder_becomes(api, "")
-            assert released["leaseDurationSeconds"] == 1
-        finally:
-            for proc in (first, second):
-                if proc is not None and proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+async def test_standby_process_takes_over_from_a_killed_leader(kube: KubeTest) -> None:
+    # Straight to the API server over https as the manifests' ServiceAccount.
+    kubeconfig = kube.installed.controller_kubeconfig
+    lease = f"leader-child-{kube.run_id}"
+    kube.on_teardown(lambda: kube.api.delete("leases", NS, lease))
+    first = await _spawn(kubeconfig, "first", lease)
+    second: asyncio.subprocess.Process | None = None
+    try:
+        await _holder_becomes(kube, lease, "first")
+        second = await _spawn(kubeconfig, "second", lease)
+        assert first.stdout is not None
+        assert second.stdout is not None
+        assert await first.stdout.readline() == b"leading\n"
+        first.send_signal(signal.SIGKILL)
+        assert await first.wait() == -signal.SIGKILL
+        spec = await _holder_becomes(kube, lease, "second")
+        assert spec["leaseTransitions"] == 1
+        assert await second.stdout.readline() == b"leading\n"
+        # A graceful stop releases the Lease for whoever comes next.
+        second.send_signal(signal.SIGTERM)
+        assert await second.wait() == 0
+        released = await _holder_becomes(kube, lease, "")
+        assert released["leaseDurationSeconds"] == 1
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
