@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from bench.common import JSON, Result, Target
-from bench.soak import soak_section
+from bench.soak import soak_section, soak_source_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,15 +619,12 @@ def _sources(results: list[Result], versions: JSON) -> list[str]:
             ("4. Store, 5. Policy, 7. Scrape, scan steps", "none (in process)", "none"),
             ("Hostile registry", "none",
              "an aiohttp server in its own process serving precomputed pages")]
-    if (doc := _soak_doc()) is not None:
-        server = (f"the real kube-apiserver ({doc['api_server']})" if "api_server" in doc
-                  else "the fake API server (`tests/fakes/kubeapi`), before the move")
-        rows.append(("Soak (from `bench/results/soak.json`)", server, registry
-                     if "api_server" in doc else "the real `docker-registry`"))
     del results
+    lines = [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    if (doc := _soak_doc()) is not None:
+        lines.append(soak_source_row(doc))
     return ["## Where each figure comes from", "",
-            "| Section | Kubernetes API server | Registry |", "|---|---|---|",
-            *[f"| {a} | {b} | {c} |" for a, b, c in rows], ""]
+            "| Section | Kubernetes API server | Registry |", "|---|---|---|", *lines, ""]
 
 
 def _soak_doc() -> JSON | None:

@@ -74,7 +74,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bench.common import (
     JSON,
@@ -510,14 +510,31 @@ def _long_run(path: Path = LONG_RESULTS) -> list[str]:
                "broken: " + ", ".join(broken)) + "."]
 
 
-def write_doc(lines: list[str], path: Path = DOC) -> None:
-    """Replace (or append) the "## Soak" section of the performance document."""
+SOURCE_ROW_PREFIX: Final = "| Soak (from `bench/results/soak.json`) |"
+
+
+def soak_source_row(doc: JSON) -> str:
+    """The soak's row of the performance document's "Where each figure comes from"."""
+    if "api_server" in doc:
+        server = f"the real kube-apiserver ({doc['api_server']})"
+        registry = "the real `docker-registry` (its own request counter on)"
+    else:
+        server = "the fake API server (`tests/fakes/kubeapi`), before the move"
+        registry = "the real `docker-registry`"
+    return f"{SOURCE_ROW_PREFIX} {server} | {registry} |"
+
+
+def write_doc(lines: list[str], path: Path = DOC, doc: JSON | None = None) -> None:
+    """Replace (or append) the "## Soak" section of the performance document, and the
+    soak's row of its sources table when ``doc`` (this run's results) is given."""
     text = path.read_text() if path.exists() else "# Performance\n"
     kept: list[str] = []
     skipping = False
     for line in text.splitlines():
         if line.startswith("## "):
             skipping = line.strip() == HEADING
+        if doc is not None and line.startswith(SOURCE_ROW_PREFIX):
+            line = soak_source_row(doc)
         if not skipping:
             kept.append(line)
     while kept and not kept[-1].strip():
@@ -553,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(doc, indent=1) + "\n")
     wrote = str(out)
     if out == RESULTS:
-        write_doc(soak_section(doc))
+        write_doc(soak_section(doc), doc=doc)
         wrote = f"{RESULTS.relative_to(REPO_ROOT)} and the {HEADING!r} section of " \
                 f"{DOC.relative_to(REPO_ROOT)}"
     _print_verdicts(doc)
